@@ -1,0 +1,1 @@
+"""Benchmark harness: spike-inference methods, metrics, suites and leaderboards."""
