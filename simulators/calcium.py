@@ -15,9 +15,9 @@ Model, per cell (frame ``k`` sampled at ``t_k = k / frame_rate``):
   fraction ``f``. ``sigma`` may instead be solved per trace so that the CASCADE noise level
   ``nu`` of the noisy output hits a target exactly (up to sampling of the median).
 
-Noise comes from a counter-based generator (SplitMix64 + Box-Muller) keyed per (trial, cell): the
-value at each frame depends only on the key and the frame index, so results are identical
-whatever the chunking or number of threads.
+Noise comes from a counter-based generator (SplitMix64 hash + ziggurat) keyed per (trial,
+cell): the value at each frame depends only on the key and the frame index, so results are
+identical whatever the chunking or number of threads.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ import numpy as np
 from numba import prange
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_INV24 = np.float32(1.0 / 16777216.0)
-_TWO_PI = np.float32(2.0 * np.pi)
-_PAIR_BLOCK = 512  # pairs of normals generated per inner block (1,024 frames)
-NU_SAMPLE = 20000  # frame differences used to calibrate sigma from a target nu
+NU_SAMPLE = 4000  # frame differences used to calibrate sigma from a target nu (~1.7 % SD)
 
 
 def ar_coefficients(decay_s: float, rise_s: float, frame_rate: float) -> tuple[float, ...]:
@@ -45,50 +42,89 @@ def ar_coefficients(decay_s: float, rise_s: float, frame_rate: float) -> tuple[f
     return (gd + gr, -gd * gr)
 
 
+@nb.njit(cache=True)
 def kernel_peak(decay_s: float, rise_s: float) -> float:
-    """Peak of ``exp(-t/decay) - exp(-t/rise)`` (1 when rise is 0)."""
+    """Peak of ``exp(-t/decay) - exp(-t/rise)`` (1 when rise is 0); rise < decay."""
     if rise_s <= 0:
         return 1.0
-    if abs(decay_s - rise_s) < 1e-12:
-        raise ValueError("rise and decay time constants must differ")
     t_peak = decay_s * rise_s / (decay_s - rise_s) * np.log(decay_s / rise_s)
-    return float(np.exp(-t_peak / decay_s) - np.exp(-t_peak / rise_s))
+    return np.exp(-t_peak / decay_s) - np.exp(-t_peak / rise_s)
 
 
-def spike_inputs(
-    times: np.ndarray,
-    offsets: np.ndarray,
-    weights: np.ndarray,
-    frame_rate: float,
-    n_frames: int,
-    decay_s: float,
-    rise_s: float,
-    subframe: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-spike frame index and decay/rise input weights for :func:`render_calcium`.
+@nb.njit(inline="always")
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
-    A spike at ``t`` first shows in frame ``k = ceil(t * fr)``; with sub-frame timing its inputs
-    are ``w * exp(-(t_k - t) / tau)``, without it the spike sits on that frame (input ``w``).
-    Spikes at or after the last frame's time are dropped. Returns ``(frame, wd, wr, offsets)``.
+
+def _ziggurat_table(n_layers: int = 256, r: float = 3.6541528853610088,
+                    v: float = 4.92867323399e-3) -> np.ndarray:
+    """Layer edges x[0..n] of the ziggurat for exp(-x^2/2) (Marsaglia & Tsang 2000).
+
+    x[0] = v / f(r) is the base strip's virtual width, x[1] = r, x[n] = 0; every layer has area v.
     """
-    pos = np.asarray(times, np.float64) * frame_rate
-    frame = np.ceil(pos - 1e-9).astype(np.int64)
-    keep = frame < n_frames
-    lag = np.where(subframe, (frame - pos) / frame_rate, 0.0)
-    wd = weights * np.exp(-lag / decay_s)
-    wr = weights * np.exp(-lag / rise_s) if rise_s > 0 else np.zeros_like(wd)
-    if not keep.all():
-        cell = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[keep]
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=len(offsets) - 1))])
-        frame, wd, wr = frame[keep], wd[keep], wr[keep]
-    return frame, wd.astype(np.float32), wr.astype(np.float32), offsets.astype(np.int64)
+    x = np.empty(n_layers + 1)
+    x[0], x[1] = v / np.exp(-0.5 * r * r), r
+    for i in range(1, n_layers):
+        y = v / x[i] + np.exp(-0.5 * x[i] ** 2)
+        x[i + 1] = np.sqrt(-2.0 * np.log(y)) if y < 1.0 else 0.0
+    x[n_layers] = 0.0
+    return x
+
+
+_ZX = _ziggurat_table()
+_ZF = np.exp(-0.5 * _ZX**2)
+_ZR = float(_ZX[1])
+_INV53 = 1.0 / 9007199254740992.0
+
+
+@nb.njit(inline="always")
+def _unit(z):
+    """Uniform in (0, 1) from the top 53 bits of a 64-bit hash."""
+    return (np.float64(z >> np.uint64(11)) + 0.5) * _INV53
+
+
+@nb.njit(cache=True)
+def _normal_at(key, k):
+    """Standard normal (float32) at counter ``k`` of stream ``key``: a SplitMix64 hash of the
+    counter feeds a 256-layer ziggurat; its rare rejections rehash the state."""
+    z = _mix64(key + np.uint64(k) * _GOLDEN)
+    while True:
+        i = int(z & np.uint64(0xFF))
+        neg = (z >> np.uint64(8)) & np.uint64(1)
+        x = (np.float64(z >> np.uint64(11)) * _INV53) * _ZX[i]
+        if x < _ZX[i + 1]:  # inside the layer's rectangle: ~99 % of draws
+            return np.float32(-x if neg else x)
+        z = _mix64(z + _GOLDEN)
+        if i == 0:  # tail beyond r (Marsaglia 1964)
+            while True:
+                a = -np.log(_unit(z)) / _ZR
+                z = _mix64(z + _GOLDEN)
+                b = -np.log(_unit(z))
+                z = _mix64(z + _GOLDEN)
+                if 2.0 * b > a * a:
+                    return np.float32(-(_ZR + a) if neg else _ZR + a)
+        if _ZF[i] + _unit(z) * (_ZF[i + 1] - _ZF[i]) < np.exp(-0.5 * x * x):  # wedge
+            return np.float32(-x if neg else x)
+        z = _mix64(z + _GOLDEN)
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def render_calcium(out, frame, wd, wr, offsets, gd, gr, peak, amplitude, hill, saturation):
-    """Noiseless dF/F into ``out`` (rows, frames) float32; ``amplitude`` per row (dF/F)."""
+def render_calcium(out, times, weights, offsets, frame_rate, decay, rise, subframe, amplitude,
+                   hill, saturation):
+    """Noiseless dF/F into ``out`` (rows, frames) float32 from ragged spike times (s).
+
+    Row ``i`` has spikes ``times[offsets[i]:offsets[i + 1]]`` (sorted) with amplitude factors
+    ``weights``; ``amplitude[i]`` is the row's single-spike peak dF/F. A spike at ``t`` first
+    shows in frame ``k = ceil(t * frame_rate)``; with ``subframe`` its decay and rise inputs are
+    ``w * exp(-(k / frame_rate - t) / tau)``, otherwise ``w``. Spikes after the last frame are
+    ignored.
+    """
     n, n_frames = out.shape
-    inv_peak = np.float32(1.0 / peak)
+    gd = np.float32(np.exp(-1.0 / (decay * frame_rate)))
+    gr = np.float32(np.exp(-1.0 / (rise * frame_rate))) if rise > 0 else np.float32(0.0)
+    inv_peak = np.float32(1.0 / kernel_peak(decay, rise))
     sat1 = np.float32(1.0 + saturation)
     linear = hill == 1.0 and saturation == 0.0
     for i in prange(n):
@@ -96,16 +132,20 @@ def render_calcium(out, frame, wd, wr, offsets, gd, gr, peak, amplitude, hill, s
         r = np.float32(0.0)
         p = offsets[i]
         end = offsets[i + 1]
-        nxt = frame[p] if p < end else n_frames
         a = np.float32(amplitude[i])
+        nxt = n_frames
+        if p < end:
+            nxt = int(np.ceil(times[p] * frame_rate - 1e-9))
         for k in range(n_frames):
             d *= gd
             r *= gr
             while nxt == k:
-                d += wd[p]
-                r += wr[p]
+                lag = (k / frame_rate - times[p]) if subframe else 0.0
+                d += weights[p] * np.exp(-lag / decay)
+                if rise > 0:
+                    r += weights[p] * np.exp(-lag / rise)
                 p += 1
-                nxt = frame[p] if p < end else n_frames
+                nxt = int(np.ceil(times[p] * frame_rate - 1e-9)) if p < end else n_frames
             c = (d - r) * inv_peak
             if linear:
                 out[i, k] = a * c
@@ -116,39 +156,13 @@ def render_calcium(out, frame, wd, wr, offsets, gd, gr, peak, amplitude, hill, s
                 out[i, k] = np.float32(0.0)
 
 
-@nb.njit(inline="always")
-def _mix64(z):
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@nb.njit(inline="always")
-def _normal_pair(key, j):
-    z = _mix64(key + np.uint64(j) * _GOLDEN)
-    u1 = (np.float32(z >> np.uint64(40)) + np.float32(0.5)) * _INV24
-    u2 = np.float32(z & np.uint64(0xFFFFFF)) * _INV24
-    rad = np.sqrt(np.float32(-2.0) * np.log(u1))
-    th = _TWO_PI * u2
-    return rad * np.cos(th), rad * np.sin(th)
-
-
-@nb.njit(fastmath=True)
-def _normal_at(key, k):
-    a, b = _normal_pair(key, k // 2)
-    return a if k % 2 == 0 else b
-
-
-@nb.njit(parallel=True, fastmath=True, cache=True)
+@nb.njit(parallel=True, cache=True)
 def standard_normals(keys, n_frames):
     """Standard normal float32 ``(len(keys), n_frames)`` from the counter-based generator."""
     out = np.empty((keys.size, n_frames), np.float32)
     for i in prange(keys.size):
-        for j in range((n_frames + 1) // 2):
-            a, b = _normal_pair(keys[i], j)
-            out[i, 2 * j] = a
-            if 2 * j + 1 < n_frames:
-                out[i, 2 * j + 1] = b
+        for k in range(n_frames):
+            out[i, k] = _normal_at(keys[i], k)
     return out
 
 
@@ -159,27 +173,13 @@ def add_noise(out, keys, sigma, shot_fraction):
     Variance ``sigma**2 * ((1 - f) + f * (1 + dF/F))``, clipped at zero brightness.
     """
     n, n_frames = out.shape
-    half = _PAIR_BLOCK
     f = np.float32(shot_fraction)
     for i in prange(n):
-        buf = np.empty(2 * half, np.float32)
         key = keys[i]
         s = np.float32(sigma[i])
-        for k0 in range(0, n_frames, 2 * half):
-            j0 = k0 // 2
-            for j in range(half):
-                a, b = _normal_pair(key, j0 + j)
-                buf[2 * j] = a
-                buf[2 * j + 1] = b
-            m = min(2 * half, n_frames - k0)
-            if f == 0:
-                for j in range(m):
-                    out[i, k0 + j] += s * buf[j]
-            else:
-                for j in range(m):
-                    v = np.float32(1.0) + f * out[i, k0 + j]
-                    v = v if v > 0 else np.float32(0.0)
-                    out[i, k0 + j] += s * np.sqrt(v) * buf[j]
+        for k in range(n_frames):
+            v = np.float32(1.0) + f * out[i, k]
+            out[i, k] += s * np.sqrt(max(v, np.float32(0.0))) * _normal_at(key, k)
 
 
 @nb.njit(parallel=True, fastmath=False, cache=True)

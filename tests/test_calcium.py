@@ -15,12 +15,9 @@ def _render(times_per_row, fr, n_frames, decay, rise, amp=1.0, hill=1.0, sat=0.0
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
     times = np.concatenate(parts)
     w = np.ones(times.size) if weights is None else weights
-    frame, wd, wr, offs = ca.spike_inputs(times, offsets, w, fr, n_frames, decay, rise, subframe)
     out = np.empty((len(parts), n_frames), np.float32)
-    gd = np.float32(np.exp(-1 / (decay * fr)))
-    gr = np.float32(np.exp(-1 / (rise * fr)) if rise > 0 else 0.0)
-    ca.render_calcium(out, frame, wd, wr, offs, gd, gr, ca.kernel_peak(decay, rise),
-                      np.full(len(parts), amp, np.float32), np.float32(hill), np.float32(sat))
+    ca.render_calcium(out, times, w, offsets, fr, decay, rise, subframe,
+                      np.full(len(parts), amp, np.float32), hill, sat)
     return out
 
 
@@ -87,6 +84,9 @@ def test_counter_based_noise_is_standard_normal_and_independent():
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
     assert stats.kstest(z[0], "norm").pvalue > 1e-3
     assert abs(stats.kurtosis(z[1])) < 0.05
+    tail = np.mean(np.abs(z) > 3.0)  # ziggurat tail and wedges: P(|z| > 3) = 0.0026998
+    assert tail == pytest.approx(2 * stats.norm.sf(3.0), rel=0.12)
+    assert np.mean(np.abs(z) > 3.6541528853610088) > 0  # draws beyond the base strip exist
     for row in z:
         assert abs(np.corrcoef(row[1:], row[:-1])[0, 1]) < 0.015  # white
         assert abs(np.corrcoef(row[::2], row[1::2])[0, 1]) < 0.015  # Box-Muller pairs

@@ -1,0 +1,98 @@
+"""The ``cabench`` command line: a click group whose stage commands load lazily.
+
+Each stage defines its own commands (``cabench.simulators.cli`` etc.); this module only names
+them, so ``cabench --help`` answers without importing numpy-heavy code. User mistakes
+(:class:`CabenchError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+
+import click
+
+from cabench import __version__
+from cabench.errors import CabenchError
+
+CONTEXT = dict(help_option_names=["-h", "--help"], show_default=True)
+
+# name -> (module, attribute, one-line help)
+LAZY_COMMANDS = {
+    "simulate": ("cabench.simulators.cli", "simulate",
+                 "Simulate spikes and calcium traces of a population into a trace file."),
+    "presets": ("cabench.simulators.cli", "presets", "List the indicator presets."),
+    "info": ("cabench.cli", "info", "Describe a trace file or recording."),
+}
+
+
+def invocation() -> str:
+    """The command line that started this cabench command, for provenance in outputs."""
+    return getattr(main, "command_line", "")
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command runs or shows help."""
+
+    def list_commands(self, ctx):
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in LAZY_COMMANDS:
+            return None
+        module, attr, _ = LAZY_COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, LAZY_COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def main(self, args=None, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        self.command_line = shlex.join(["cabench", *args])
+        return super().main(args, **kwargs)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CabenchError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no partial output was kept.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="cabench")
+def main():
+    """cabench: simulate, generate and benchmark spike inference from calcium imaging.
+
+    Traces are (trials, cells, frames) dF/F as a fraction, times in seconds, frame rates in Hz,
+    spike estimates in expected spikes per frame.
+    """
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path())
+@click.option("--frame-rate", type=float, default=None,
+              help="Frame rate (Hz) for formats that do not store one (.npy, .csv).")
+@click.option("--per-cell/--summary", default=None,
+              help="Print a line per cell (default: per cell up to 20 cells).")
+def info(path, frame_rate, per_cell):
+    """Describe PATH: shape, frame rate, duration, source, noise level nu, firing rates.
+
+    PATH is a cabench trace file or any readable recording (CASCADE .mat or folder, dF_traces
+    .mat, suite2p folder, .npy/.csv with --frame-rate). nu is the CASCADE noise level in
+    % Hz^-1/2 (about 1 is very good, 3-4 decent, above 5 poor).
+    """
+    from cabench.summary import describe
+
+    for line in describe(path, frame_rate=frame_rate, per_cell=per_cell):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Command line: help, simulate/info round trip, one-line errors, fast startup."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cabench import TraceSet
+from cabench.cli import main
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("cmd", [[], ["simulate"], ["info"], ["presets"]])
+def test_help_everywhere(run, cmd):
+    res = run(*cmd, "--help")
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_simulate_then_info(run, tmp_path):
+    out = tmp_path / "sim.h5"
+    res = run("simulate", "-o", out, "--preset", "GCaMP6s", "--cells", 12, "--duration", 30,
+              "--noise", 2, "--seed", 3, "--keep-calcium")
+    assert res.exit_code == 0, res.output
+    assert "12 cells" in res.output and "seed 3" in res.output
+    ts = TraceSet.load(out)
+    assert ts.indicator == "GCaMP6s" and ts.calcium is not None and ts.seed == 3
+    assert "simulate" in ts.command
+    res = run("info", out)
+    assert res.exit_code == 0
+    assert "1 trials x 12 cells x 900 frames" in res.output
+    assert "noise nu    median 2" in res.output and "firing rate" in res.output
+
+
+def test_parameter_file_and_option_precedence(run, tmp_path):
+    (tmp_path / "p.toml").write_text('cells = 5\nduration = 10\nrate = 2.0\nseed = 1\n')
+    out = tmp_path / "p.h5"
+    res = run("simulate", "-o", out, "--params", tmp_path / "p.toml", "--cells", 7, "-q")
+    assert res.exit_code == 0 and res.output == ""
+    ts = TraceSet.load(out)
+    assert ts.n_cells == 7 and ts.params["rate"] == 2.0 and ts.n_frames == 300
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--frame-rate", "-1"], "frame_rate must be >"),
+    (["--rate", "50"], "not below the frame rate"),
+    (["--correlation", "0.3"], "dichotomised-gaussian"),
+    (["--sigma", "0.1", "--noise", "2"], "exactly one"),
+])
+def test_bad_input_gives_one_line_error(run, tmp_path, args, msg):
+    res = run("simulate", "-o", tmp_path / "x.h5", *args)
+    assert res.exit_code == 2
+    assert msg in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_existing_output_needs_overwrite(run, tmp_path):
+    out = tmp_path / "a.h5"
+    args = ["simulate", "-o", out, "--cells", 3, "--duration", 5, "--seed", 1, "-q"]
+    assert run(*args).exit_code == 0
+    res = run(*args)
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert run(*args, "--overwrite").exit_code == 0
+
+
+def test_unwritable_output_and_unknown_preset(run, tmp_path):
+    res = run("simulate", "-o", tmp_path / "no" / "x.h5")
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = run("simulate", "-o", tmp_path / "x.h5", "--preset", "GCaMP99")
+    assert res.exit_code == 2 and "GCaMP99" in res.output
+
+
+def test_info_on_matrix_and_bad_file(run, tmp_path):
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).normal(0, 0.05, (3, 600)))
+    res = run("info", tmp_path / "m.npy", "--frame-rate", 30)
+    assert res.exit_code == 0 and "3 cells x 600 frames" in res.output
+    (tmp_path / "bad.h5").write_bytes(b"garbage")
+    res = run("info", tmp_path / "bad.h5")
+    assert res.exit_code == 2 and "bad.h5" in res.output
+
+
+def test_console_script_starts_fast_without_heavy_imports():
+    code = ("import sys, cabench.cli; "
+            "print(sorted(m for m in ('numpy', 'numba', 'h5py', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    res = subprocess.run([sys.executable, "-m", "cabench.cli", "--help"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0 and "simulate" in res.stdout
