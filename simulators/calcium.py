@@ -188,7 +188,8 @@ def sigma_for_nu(clean, keys, target_nu, frame_rate, shot_fraction, n_sample):
 
     nu = 100 * median(|dF/F(t+1) - dF/F(t)|) / sqrt(frame_rate) (CASCADE, % Hz^-1/2), measured
     on up to ``n_sample`` evenly spaced frame differences of the noisy trace with exactly the noise
-    that :func:`add_noise` will add; solved by a fixed-point iteration on sigma.
+    that :func:`add_noise` will add; solved by a fixed-point iteration on sigma. Rows whose
+    signal alone changes more per frame than the target allows get -1.
     """
     n, n_frames = clean.shape
     out = np.empty(n, np.float64)
@@ -217,7 +218,8 @@ def sigma_for_nu(clean, keys, target_nu, frame_rate, shot_fraction, n_sample):
                 sig = new
                 break
             sig = new
-        out[i] = max(sig, 0.0)
+        reached = abs(np.median(np.abs(dc + sig * dz)) - target) <= 0.02 * target
+        out[i] = sig if reached else -1.0
     return out
 
 

@@ -8,6 +8,7 @@ once for all cells.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,12 @@ class Simulation:
                 sigma = np.full(k, p["sigma"])
             else:
                 sigma = ca.sigma_for_nu(rows, keys, p["noise"], fr, f, ca.NU_SAMPLE)
+                if (sigma < 0).any():
+                    warnings.warn(
+                        f"{int((sigma < 0).sum())} cell(s) change more per frame than noise "
+                        f"level {p['noise']} allows; they get the white-noise SD for that level "
+                        "and a higher nu", stacklevel=2)
+                    sigma[sigma < 0] = p["noise"] * np.sqrt(fr) / 100 / 0.9538725524732674
             ca.add_noise(rows, keys, sigma.astype(np.float32), np.float32(f))
         spikes = [per_trial[t][c] for c in range(k) for t in range(nt)]
         return Block(start, traces, calcium, spikes)

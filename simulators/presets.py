@@ -8,8 +8,9 @@ half-decay time t_1/2 converts as tau = t_1/2 / ln 2.
 Sources:
   [Chen13]  Chen et al. 2013, Nature 499:295 (GCaMP6 family)
   [Deneux16] Deneux et al. 2016, Nat Commun 7:12190 (MLspike fits on ground truth: GCaMP6s
-            tau 0.786 s, A 0.22, saturation 0.0063, Hill 1.73; GCaMP6f tau 0.214 s, A 0.12,
-            saturation 0.0020, Hill 2.05)
+            tau 0.786 s, A 0.22, Hill 1.73; GCaMP6f tau 0.214 s, A 0.12, Hill 2.05). MLspike's
+            saturation constants (0.0063, 0.0020) act on a different calcium scale; here the
+            saturation is set so that the largest dF/F, amplitude * (1 + s) / s, is a few dF/F.
   [Dana19]  Dana et al. 2019, Nat Methods 16:649 (jGCaMP7)
   [Zhang23] Zhang et al. 2023, Nature 615:884 (jGCaMP8: 1-AP dF/F 0.48/0.61/0.60, half-decay
             39/41/80 ms for 8f/8m/8s, near-linear to 3-5 spikes)
@@ -28,11 +29,11 @@ _LN2 = math.log(2.0)
 PRESETS: dict[str, dict] = {
     "GCaMP6f": dict(
         indicator="GCaMP6f", amplitude=0.12, decay=0.214, rise=0.02, hill=2.05,
-        saturation=0.0020, source="[Deneux16] fit; rise [Chen13]",
+        saturation=0.04, source="[Deneux16] fit; rise [Chen13]; max dF/F ~3 (assumed)",
     ),
     "GCaMP6s": dict(
         indicator="GCaMP6s", amplitude=0.22, decay=0.786, rise=0.07, hill=1.73,
-        saturation=0.0063, source="[Deneux16] fit; rise [Chen13]",
+        saturation=0.045, source="[Deneux16] fit; rise [Chen13]; max dF/F ~5 (assumed)",
     ),
     "jGCaMP7f": dict(
         indicator="jGCaMP7f", amplitude=0.2, decay=0.1 / _LN2, rise=0.015, hill=1.5,

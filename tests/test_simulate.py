@@ -145,3 +145,11 @@ def test_invalid_correlation_matrix_is_refused(tmp_path):
     with pytest.raises(CabenchError, match="correlation matrix"):
         Simulation(dict(cells=3, spike_model="dichotomised-gaussian", duration=10,
                         correlation_matrix=str(tmp_path / "m.npy")))
+
+
+def test_unreachable_noise_level_warns_and_keeps_realistic_noise():
+    with pytest.warns(UserWarning, match="change more per frame"):
+        ts = simulate(cells=4, duration=30, rate=8.0, rate_sigma=0, amplitude=3.0, decay=0.1,
+                      rise=0.0, noise=0.5, seed=1)
+    resid = (ts.traces - ts.calcium).std()
+    assert resid == pytest.approx(0.5 * np.sqrt(30.0) / 95.4, rel=0.05)  # white-noise SD
