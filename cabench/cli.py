@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import shlex
 import sys
+import warnings
 
 import click
 
@@ -55,6 +56,10 @@ class LazyGroup(click.Group):
         return super().main(args, **kwargs)
 
     def invoke(self, ctx):
+        def one_line(message, category, *args, **kwargs):
+            click.echo(f"Warning: {message}", err=True)
+
+        warnings.showwarning = one_line
         try:
             return super().invoke(ctx)
         except CabenchError as e:

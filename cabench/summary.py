@@ -29,7 +29,8 @@ def describe(path: str | Path, frame_rate: float | None = None,
                              per_cell)
         return
     yield f"{path}: {len(sets)} recordings"
-    yield f"{'recording':<28} {'cells':>5} {'frames':>7} {'rate_Hz':>8} {'dur_s':>7} " \
+    w = max(len(ts.cell_names[0]) if ts.cell_names else 0 for ts in sets) + 1
+    yield f"{'recording':<{w}} {'cells':>5} {'frames':>7} {'rate_Hz':>8} {'dur_s':>7} " \
           f"{'nu':>6} {'spikes_Hz':>9}"
     nus = []
     for ts in sets:
@@ -37,7 +38,7 @@ def describe(path: str | Path, frame_rate: float | None = None,
         nus.append(nu)
         name = ts.cell_names[0] if ts.cell_names else ""
         fr = f"{np.mean(ts.mean_rate_hz()):9.2f}" if ts.has_spikes else f"{'-':>9}"
-        yield (f"{name:<28} {ts.n_cells:>5} {ts.n_frames:>7} {ts.frame_rate:>8.2f} "
+        yield (f"{name:<{w}} {ts.n_cells:>5} {ts.n_frames:>7} {ts.frame_rate:>8.2f} "
                f"{ts.duration:>7.1f} {nu:>6.2f} {fr}")
     yield f"median nu {np.nanmedian(nus):.2f} % Hz^-1/2"
 
