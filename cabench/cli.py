@@ -59,9 +59,10 @@ class LazyGroup(click.Group):
         def one_line(message, category, *args, **kwargs):
             click.echo(f"Warning: {message}", err=True)
 
-        warnings.showwarning = one_line
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = one_line
+                return super().invoke(ctx)
         except CabenchError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(2)

@@ -39,12 +39,12 @@ def test_simulate_then_info(run, tmp_path):
 
 
 def test_parameter_file_and_option_precedence(run, tmp_path):
-    (tmp_path / "p.toml").write_text('cells = 5\nduration = 10\nrate = 2.0\nseed = 1\n')
+    (tmp_path / "p.toml").write_text('cells = 5\nduration = 10\nrate = 0.2\nseed = 1\n')
     out = tmp_path / "p.h5"
     res = run("simulate", "-o", out, "--params", tmp_path / "p.toml", "--cells", 7, "-q")
     assert res.exit_code == 0 and res.output == ""
     ts = TraceSet.load(out)
-    assert ts.n_cells == 7 and ts.params["rate"] == 2.0 and ts.n_frames == 300
+    assert ts.n_cells == 7 and ts.params["rate"] == 0.2 and ts.n_frames == 300
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -93,3 +93,10 @@ def test_console_script_starts_fast_without_heavy_imports():
     res = subprocess.run([sys.executable, "-m", "cabench.cli", "--help"], capture_output=True,
                          text=True)
     assert res.returncode == 0 and "simulate" in res.stdout
+
+
+def test_warnings_are_one_line(run, tmp_path):
+    res = run("simulate", "-o", tmp_path / "w.h5", "--cells", 3, "--duration", 20, "--rate", 8,
+              "--rate-sigma", 0, "--amplitude", 3, "--noise", 0.5, "--seed", 1, "-q")
+    assert res.exit_code == 0
+    assert res.output.startswith("Warning: ") and res.output.count("\n") == 1
