@@ -25,6 +25,8 @@ LAZY_COMMANDS = {
                  "Simulate spikes and calcium traces of a population into a trace file."),
     "presets": ("cabench.simulators.cli", "presets", "List the indicator presets."),
     "info": ("cabench.cli", "info", "Describe a trace file or recording."),
+    "methods": ("cabench.benchmark.cli", "methods",
+                "List the spike-inference methods and their parameters."),
 }
 
 

@@ -100,3 +100,15 @@ def test_warnings_are_one_line(run, tmp_path):
               "--rate-sigma", 0, "--amplitude", 3, "--noise", 0.5, "--seed", 1, "-q")
     assert res.exit_code == 0
     assert res.output.startswith("Warning: ") and res.output.count("\n") == 1
+
+
+def test_methods_lists_every_registered_method(run):
+    from cabench.benchmark.methods import available
+
+    res = run("methods")
+    assert res.exit_code == 0
+    for name in available():
+        assert name in res.output
+    assert "default" in res.output  # parameter rows
+    res = run("methods", "nonexistent")
+    assert res.exit_code == 2 and "oasis-ar1" in res.output
