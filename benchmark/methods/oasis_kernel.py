@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cabench.benchmark.methods.base import Param
 from cabench.benchmark.methods.oasis_common import ALIGN, AMPLITUDE, OasisMethod
-from cabench.benchmark.methods.tools import INDICATORS, indicator_kinetics
-from cabench.errors import CabenchError
+from cabench.benchmark.methods.tools import INDICATORS, IndicatorDefaults
 
 
-class OasisKernel(OasisMethod):
+class OasisKernel(IndicatorDefaults, OasisMethod):
     """OASIS with fixed AR coefficients from decay and rise times; noise and baseline estimated.
 
     ``g = exp(-1 / (decay_s * frame_rate))`` (AR(1), rise 0) or, with a rise time, the AR(2)
@@ -44,22 +41,9 @@ class OasisKernel(OasisMethod):
     }
     min_frames = 16  # 100 with a rise time: oasis's AR(2) solver fails on 50-99 frames
 
-    def resolved_params(self) -> dict[str, Any]:
-        p = dict(self.parameters)
-        k = indicator_kinetics(p["indicator"])
-        if p["decay_s"] is None:
-            p["decay_s"] = k["decay"]
-        if p["rise_s"] is None:
-            p["rise_s"] = k["rise"]
-        return p
-
     def _check_params(self) -> None:
+        super()._check_params()
         p = self.resolved_params()
-        if p["rise_s"] >= p["decay_s"]:
-            raise CabenchError(
-                f"method {self.name}: rise_s ({p['rise_s']} s) must be shorter than decay_s "
-                f"({p['decay_s']} s)"
-            )
         self.amplitude_quantile = 0.75 if p["penalty"] == 1 else 0.5
         self.min_frames = 100 if p["rise_s"] > 0 else 16
 

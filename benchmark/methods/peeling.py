@@ -24,25 +24,23 @@ only the ``2L`` positions around each subtracted spike, with block maxima for th
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
 from cabench.benchmark.methods.tools import (
     INDICATORS,
+    IndicatorDefaults,
     baseline,
     double_exponential,
     floor_baseline,
-    indicator_kinetics,
     noise_sd,
 )
-from cabench.errors import CabenchError
 
 _BLOCK = 64  # positions per block of the running maximum
 
 
-class Peeling(Method):
+class Peeling(IndicatorDefaults, Method):
     """Peeling: iterative subtraction of a fixed single-spike template (Grewe et al. 2010).
 
     Parameters default to the ``indicator`` preset (GCaMP6f: 0.12 dF/F, 0.214 s decay, 0.02 s
@@ -82,22 +80,7 @@ class Peeling(Method):
         ),
     }
     min_frames = 8
-
-    def resolved_params(self) -> dict[str, Any]:
-        p = dict(self.parameters)
-        k = indicator_kinetics(p["indicator"])
-        for name, key in (("amplitude", "amplitude"), ("decay_s", "decay"), ("rise_s", "rise")):
-            if p[name] is None:
-                p[name] = k[key]
-        return p
-
-    def _check_params(self) -> None:
-        p = self.resolved_params()
-        if p["rise_s"] >= p["decay_s"]:
-            raise CabenchError(
-                f"method {self.name}: rise_s ({p['rise_s']} s) must be shorter than decay_s "
-                f"({p['decay_s']} s)"
-            )
+    indicator_fields = ("amplitude", "decay_s", "rise_s")
 
     def templates(self, frame_rate: float) -> tuple[np.ndarray, np.ndarray]:
         """Sub-frame offsets (frames) and templates ``(subframe, L)`` in dF/F at the frames."""

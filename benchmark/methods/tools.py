@@ -24,6 +24,31 @@ def indicator_kinetics(name: str) -> dict[str, float]:
     return dict(amplitude=float(p["amplitude"]), decay=float(p["decay"]), rise=float(p["rise"]))
 
 
+class IndicatorDefaults:
+    """Mixin for methods with an ``indicator`` parameter: the fields named in
+    ``indicator_fields`` that are None take that preset's values, and rise must be below decay.
+    """
+
+    indicator_fields: tuple[str, ...] = ("decay_s", "rise_s")
+    _PRESET_KEYS = {"amplitude": "amplitude", "decay_s": "decay", "rise_s": "rise"}
+
+    def resolved_params(self) -> dict:
+        p = dict(self.parameters)
+        kinetics = indicator_kinetics(p["indicator"])
+        for name in self.indicator_fields:
+            if p[name] is None:
+                p[name] = kinetics[self._PRESET_KEYS[name]]
+        return p
+
+    def _check_params(self) -> None:
+        p = self.resolved_params()
+        if "rise_s" in p and p["rise_s"] >= p["decay_s"]:
+            raise CabenchError(
+                f"method {self.name}: rise_s ({p['rise_s']} s) must be shorter than decay_s "
+                f"({p['decay_s']} s)"
+            )
+
+
 def noise_sd(y: np.ndarray) -> float:
     """Standard deviation (units of ``y``) of white noise, from the high-frequency power.
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
 from cabench.benchmark.methods.tools import (
     INDICATORS,
+    IndicatorDefaults,
     baseline,
     floor_baseline,
-    indicator_kinetics,
     noise_sd,
 )
 
 
-class Wiener(Method):
+class Wiener(IndicatorDefaults, Method):
     """Wiener deconvolution in the frequency domain (a linear baseline).
 
     Model: ``y = b + amplitude * (h * s) + noise`` with ``s`` the spikes per frame, white
@@ -55,14 +54,7 @@ class Wiener(Method):
     }
     min_frames = 16
 
-    def resolved_params(self) -> dict[str, Any]:
-        p = dict(self.parameters)
-        k = indicator_kinetics(p["indicator"])
-        if p["decay_s"] is None:
-            p["decay_s"] = k["decay"]
-        if p["amplitude"] is None:
-            p["amplitude"] = k["amplitude"]
-        return p
+    indicator_fields = ("decay_s", "amplitude")
 
     def _prepare(self, frame_rate: float) -> None:
         self._p = self.resolved_params()
