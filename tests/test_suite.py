@@ -1,0 +1,201 @@
+"""Suite runner: end to end on a tiny simulated suite, caching, failures, parallel, validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cabench.benchmark import suite as S
+from cabench.benchmark.methods import Derivative
+from cabench.errors import CabenchError
+
+TINY = """
+name = "tiny"
+
+[[datasets]]
+name = "sim"
+simulate = { preset = "GCaMP6f", cells = 4, duration = 30, noise = 2, seed = 3 }
+
+[[methods]]
+name = "derivative"
+
+[[methods]]
+name = "oasis-ar1"
+
+[metrics]
+bin_s = 0.04
+"""
+
+
+def _suite(tmp_path, text=TINY):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return S.load_suite(path)
+
+
+def _case_dir(out, method):
+    return out / "cases" / "sim" / "all" / method
+
+
+def test_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    events = []
+    scores = S.run_suite(_suite(tmp_path), out, progress=lambda *a: events.append(a))
+    assert [e[:2] for e in events] == [(1, 2), (2, 2)]
+    for name in ("scores.csv", "leaderboard.csv", "leaderboard.md"):
+        assert (out / name).is_file()
+    for m in ("derivative", "oasis-ar1"):
+        d = _case_dir(out, m)
+        for name in ("params.json", "log.json", "estimate.npy", "scores.csv"):
+            assert (d / name).is_file()
+        log = json.loads((d / "log.json").read_text())
+        assert log["status"] == "ok" and log["seconds"] >= 0
+        params = json.loads((d / "params.json").read_text())
+        assert params["method"] == m and "cabench" in params["versions"]
+        assert np.load(d / "estimate.npy").shape == (1, 4, 900)
+    assert list(scores.columns) == list(S.SCORE_COLUMNS)
+    # tidy and complete: every cell x method x metric once, no failures
+    n_metrics = scores["metric"].nunique()
+    assert len(scores) == 4 * 2 * n_metrics
+    assert not scores.duplicated(["dataset", "recording", "cell", "method", "metric"]).any()
+    assert (scores["status"] == "ok").all() and (scores["source"] == "simulated").all()
+    assert scores.loc[scores.metric == "corr_25hz", "value"].notna().all()
+    on_disk = pd.read_csv(out / "scores.csv", dtype={"cell": str, "recording": str})
+    pd.testing.assert_frame_equal(on_disk, scores, check_dtype=False)
+    # leaderboard: medians of scores.csv, rank by median corr_25hz
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 2 and set(board["n_cells"]) == {4}
+    for row in board.itertuples():
+        cells = scores[(scores.method == row.method) & (scores.metric == "corr_25hz")]
+        assert row.corr_25hz == pytest.approx(cells["value"].median())
+    best = board.loc[board["corr_25hz"].idxmax()]
+    assert best["rank"] == 1 and sorted(board["rank"]) == [1, 2]
+    md = (out / "leaderboard.md").read_text()
+    assert md == S.format_leaderboard(out) == S.format_leaderboard(out / "scores.csv")
+    assert md.startswith("| dataset | method | rank |") and len(md.splitlines()) == 4
+
+
+def test_reuse_and_force(tmp_path, monkeypatch):
+    suite = _suite(tmp_path)
+    out = tmp_path / "out"
+    calls = []
+    real = S._run_case
+    monkeypatch.setattr(S, "_run_case", lambda case, ts: calls.append(case.label) or real(case, ts))
+    first = S.run_suite(suite, out)
+    assert len(calls) == 2
+    log = (_case_dir(out, "derivative") / "log.json").read_bytes()
+    second = S.run_suite(suite, out)
+    assert len(calls) == 2  # all reused
+    assert (_case_dir(out, "derivative") / "log.json").read_bytes() == log
+    pd.testing.assert_frame_equal(first, second)
+    S.run_suite(suite, out, force=True)
+    assert len(calls) == 4
+    # changed method parameters are not mistaken for the cached case
+    changed = _suite(tmp_path, TINY.replace(
+        'name = "oasis-ar1"', 'name = "oasis-ar1"\nparams = { align = false }'))
+    S.run_suite(changed, out)
+    assert calls[-1].endswith("oasis-ar1") and len(calls) == 5
+
+
+def test_failure_is_recorded(tmp_path, monkeypatch):
+    def boom(self, traces, frame_rate=None):
+        raise RuntimeError("deliberate failure")
+
+    monkeypatch.setattr(Derivative, "infer", boom)
+    suite = _suite(tmp_path)
+    out = tmp_path / "out"
+    scores = S.run_suite(suite, out)
+    log = json.loads((_case_dir(out, "derivative") / "log.json").read_text())
+    assert log["status"] == "failed"
+    assert "deliberate failure" in log["error"] and "Traceback" in log["traceback"]
+    failed = scores[scores.method == "derivative"]
+    assert len(failed) > 0 and (failed.status == "failed").all() and failed.value.isna().all()
+    assert (scores[scores.method == "oasis-ar1"].status == "ok").all()
+    board = pd.read_csv(out / "leaderboard.csv").set_index("method")
+    assert board.loc["derivative", "rank"] == 2 and board.loc["derivative", "n_failed"] == 1
+    # failed cases are kept unless asked to re-run them
+    monkeypatch.undo()
+    S.run_suite(suite, out)
+    assert json.loads((_case_dir(out, "derivative") / "log.json").read_text())["status"] == (
+        "failed")
+    scores = S.run_suite(suite, out, rerun_failed=True)
+    assert (scores.status == "ok").all()
+
+
+def test_parallel_matches_serial(tmp_path):
+    suite = _suite(tmp_path, TINY.replace("cells = 4", "cells = 3") + """
+[[datasets]]
+name = "sim2"
+simulate = { preset = "GCaMP6s", cells = 3, duration = 30, noise = 3, seed = 4 }
+""")
+    serial = S.run_suite(suite, tmp_path / "a", jobs=1)
+    parallel = S.run_suite(suite, tmp_path / "b", jobs=2)
+    pd.testing.assert_frame_equal(serial.drop(columns="seconds"),
+                                  parallel.drop(columns="seconds"))
+    for d in ("a", "b"):
+        assert (tmp_path / d / "leaderboard.md").is_file()
+    a = pd.read_csv(tmp_path / "a" / "leaderboard.csv").drop(columns=[])
+    b = pd.read_csv(tmp_path / "b" / "leaderboard.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_path_dataset_relative_to_suite_and_data_root(tmp_path):
+    from cabench.simulators.pipeline import Simulation
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Simulation(dict(cells=2, duration=20, seed=5)).write(data / "rec.h5")
+    text = TINY.split("[[methods]]")[0].replace(
+        'simulate = { preset = "GCaMP6f", cells = 4, duration = 30, noise = 2, seed = 3 }',
+        'path = "rec.h5"\nsource = "gan"') + '[[methods]]\nname = "derivative"\n'
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    suite = S.load_suite(path, data_root=data)
+    assert suite.datasets[0].path == str(data / "rec.h5")
+    (tmp_path / "rec.h5").write_bytes((data / "rec.h5").read_bytes())
+    assert S.load_suite(path).datasets[0].path == str(tmp_path / "rec.h5")
+    scores = S.run_suite(suite, tmp_path / "out")
+    assert (scores.source == "gan").all() and (scores.status == "ok").all()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('name = "tiny"', 'name = "tiny"\ncolour = 1'),
+         "unknown key(s) colour; valid: name"),
+        (lambda t: t.replace("seed = 3 }", "seed = 3 }\nfps = 3"),
+         "unknown key(s) fps; valid: name, path, simulate"),
+        (lambda t: t.replace('name = "derivative"', 'name = "derivative"\nparam = {}'),
+         "unknown key(s) param; valid: name, label, params"),
+        (lambda t: t.replace('name = "derivative"', 'name = "no-such-method"'),
+         "unknown method 'no-such-method'; available: oasis-ar1"),
+        (lambda t: t.replace("bin_s", "bins"), "unknown key(s) bins; valid: bin_s"),
+        (lambda t: t.replace("seed = 3", "seed = 3, colour = 2"),
+         "simulate: unknown parameter(s) colour"),
+        (lambda t: t.replace(
+            'simulate = { preset = "GCaMP6f", cells = 4, duration = 30, noise = 2, seed = 3 }',
+            'path = "missing.h5"'), "dataset path 'missing.h5' not found (tried: "),
+        (lambda t: t + '\n[[methods]]\nname = "derivative"\n', "listed twice"),
+        (lambda t: t.replace('name = "sim"', 'name = "a/b"'), "must be a non-empty string"),
+    ],
+)
+def test_bad_suites(tmp_path, edit, message):
+    with pytest.raises(CabenchError) as e:
+        _suite(tmp_path, edit(TINY))
+    assert message in str(e.value)
+
+
+def test_missing_suite_file_and_leaderboard(tmp_path):
+    with pytest.raises(CabenchError, match="no such suite file"):
+        S.load_suite(tmp_path / "nope.toml")
+    with pytest.raises(CabenchError, match="no scores.csv"):
+        S.format_leaderboard(tmp_path)
+
+
+def test_default_suite_is_valid():
+    suite = S.default_suite()
+    assert len(suite.datasets) == 6 and suite.methods
+    assert all(d.simulate["seed"] is not None for d in suite.datasets)
