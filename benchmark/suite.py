@@ -36,13 +36,12 @@ dataset, recording, cell, method and metric), ``leaderboard.csv`` and ``leaderbo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import platform
 import re
 import sys
-import tempfile
 import time
 import tomllib
 import traceback
@@ -57,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from cabench.errors import CabenchError
+from cabench.traceset import atomic_path
 
 SUITE_KEYS = ("name", "description", "data_root", "datasets", "methods", "metrics")
 DATASET_KEYS = ("name", "path", "simulate", "source", "frame_rate", "options")
@@ -291,24 +291,11 @@ def default_suite(
 
 # --- files --------------------------------------------------------------------------------------
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write ``path`` through a temporary name (cabench.traceset.atomic_path)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+    with atomic_path(path, overwrite=True) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -484,7 +471,7 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
         )
     except Exception as e:  # a failed case is recorded, never raised
         seconds = time.perf_counter() - t0
-        with _suppress():
+        with contextlib.suppress(OSError):
             (folder / "estimate.npy").unlink(missing_ok=True)
         _write_json(folder / "params.json", params)
         _write_csv(folder / "scores.csv", _failed_rows(case, source, float("nan")))
