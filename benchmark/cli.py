@@ -31,3 +31,49 @@ def methods(names, brief):
             unit = f" ({p['unit']})" if p["unit"] else ""
             click.echo(f"    {p['name']:<13} default {p['default']!s:<8} {p['range']:<16} "
                        f"{p['description']}{unit}")
+
+
+@click.command("run-suite", context_settings=CONTEXT)
+@click.argument("suite_file", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: results/<suite name>].")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder that relative dataset paths are resolved against (before the suite's).")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Parallel worker processes.")
+@click.option("--force", is_flag=True, help="Re-run cases that are already done.")
+@click.option("--rerun-failed", is_flag=True, help="Re-run cases that failed before.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or leaderboard.")
+def run_suite(suite_file, output, data_root, jobs, force, rerun_failed, quiet):
+    """Run a benchmark suite (TOML) and write scores and leaderboards.
+
+    Without SUITE_FILE runs the built-in suite: simulated GCaMP6f, GCaMP6s and jGCaMP8f data at
+    noise levels nu 2 and 6 with every installed method (seconds on 2 cores). Each (dataset,
+    recording, method) case has its own folder with params, log and outputs; finished cases are
+    reused. Writes scores.csv (tidy), leaderboard.csv and leaderboard.md.
+    """
+    from pathlib import Path
+
+    from cabench.benchmark import suite as S
+    from cabench.progress import progress_bar
+
+    suite = S.load_suite(suite_file, data_root) if suite_file else S.default_suite()
+    out = Path(output) if output else Path("results") / suite.name
+    with progress_bar(None, "cases", "case", quiet) as bar:
+        def progress(done, total, label, status):
+            bar.total = total
+            bar.update(1)
+
+        S.run_suite(suite, out, jobs=jobs, force=force, rerun_failed=rerun_failed,
+                    progress=progress)
+    if not quiet:
+        click.echo(S.format_leaderboard(out))
+        click.echo(f"\nscores, leaderboards and case folders in {out}/")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path())
+def leaderboard(path):
+    """Print the leaderboard of a suite run (its folder or its scores.csv) as a table."""
+    from cabench.benchmark.suite import format_leaderboard
+
+    click.echo(format_leaderboard(path))

@@ -27,6 +27,10 @@ LAZY_COMMANDS = {
     "info": ("cabench.cli", "info", "Describe a trace file or recording."),
     "methods": ("cabench.benchmark.cli", "methods",
                 "List the spike-inference methods and their parameters."),
+    "run-suite": ("cabench.benchmark.cli", "run_suite",
+                  "Run a benchmark suite and write scores and leaderboards."),
+    "leaderboard": ("cabench.benchmark.cli", "leaderboard",
+                    "Print the leaderboard of a suite run."),
 }
 
 

@@ -112,3 +112,18 @@ def test_methods_lists_every_registered_method(run):
     assert "default" in res.output  # parameter rows
     res = run("methods", "nonexistent")
     assert res.exit_code == 2 and "oasis-ar1" in res.output
+
+
+def test_run_suite_and_leaderboard(run, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "tiny"\n[[datasets]]\nname = "sim"\n'
+                     'simulate = { cells = 3, duration = 20, seed = 1 }\n'
+                     '[[methods]]\nname = "derivative"\n[[methods]]\nname = "oasis-ar1"\n')
+    out = tmp_path / "out"
+    res = run("run-suite", suite, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "| sim | " in res.output and (out / "leaderboard.csv").exists()
+    res = run("leaderboard", out)
+    assert res.exit_code == 0 and "oasis-ar1" in res.output and "derivative" in res.output
+    res = run("run-suite", tmp_path / "missing.toml")
+    assert res.exit_code == 2 and "missing.toml" in res.output
