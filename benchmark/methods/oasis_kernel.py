@@ -6,7 +6,7 @@ import numpy as np
 
 from cabench.benchmark.methods.base import Param
 from cabench.benchmark.methods.oasis_common import ALIGN, AMPLITUDE, OasisMethod
-from cabench.benchmark.methods.tools import INDICATORS, IndicatorDefaults
+from cabench.benchmark.methods.tools import IndicatorDefaults, indicator_params
 
 
 class OasisKernel(IndicatorDefaults, OasisMethod):
@@ -23,18 +23,7 @@ class OasisKernel(IndicatorDefaults, OasisMethod):
         "OASIS deconvolution with a fixed kernel from the indicator's decay and rise times"
     )
     params = {
-        "indicator": Param(
-            str, "GCaMP6f", "indicator preset whose decay and rise times are the defaults",
-            choices=INDICATORS,
-        ),
-        "decay_s": Param(
-            float, None, "decay time constant; None takes the indicator's", unit="s",
-            minimum=0, exclusive_minimum=True, nullable=True,
-        ),
-        "rise_s": Param(
-            float, None, "rise time constant (0: AR(1) kernel); None takes the indicator's",
-            unit="s", minimum=0, nullable=True,
-        ),
+        **indicator_params("decay_s", "rise_s"),
         "penalty": Param(int, 1, "sparsity penalty: 1 is L1, 0 is L0", choices=(1, 0)),
         "amplitude": AMPLITUDE,
         "align": ALIGN,

@@ -29,11 +29,11 @@ import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
 from cabench.benchmark.methods.tools import (
-    INDICATORS,
     IndicatorDefaults,
     baseline,
     double_exponential,
     floor_baseline,
+    indicator_params,
     noise_sd,
 )
 
@@ -54,22 +54,7 @@ class Peeling(IndicatorDefaults, Method):
         "the largest residual transient"
     )
     params = {
-        "indicator": Param(
-            str, "GCaMP6f", "indicator preset whose amplitude, decay and rise are the defaults",
-            choices=INDICATORS,
-        ),
-        "amplitude": Param(
-            float, None, "peak dF/F of one spike; None takes the indicator's",
-            unit="dF/F (fraction)", minimum=0, exclusive_minimum=True, nullable=True,
-        ),
-        "decay_s": Param(
-            float, None, "decay time constant of the template; None takes the indicator's",
-            unit="s", minimum=0, exclusive_minimum=True, nullable=True,
-        ),
-        "rise_s": Param(
-            float, None, "rise time constant of the template (0: instantaneous); None takes "
-            "the indicator's", unit="s", minimum=0, nullable=True,
-        ),
+        **indicator_params("amplitude", "decay_s", "rise_s"),
         "threshold": Param(
             float, 2.5, "detection threshold: matched-filter signal-to-noise ratio of a "
             "candidate spike", unit="noise SD", minimum=0,

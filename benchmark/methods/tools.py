@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from cabench.benchmark.methods.base import Param
 from cabench.errors import CabenchError
 from cabench.simulators.presets import PRESETS
 
@@ -24,9 +25,34 @@ def indicator_kinetics(name: str) -> dict[str, float]:
     return dict(amplitude=float(p["amplitude"]), decay=float(p["decay"]), rise=float(p["rise"]))
 
 
+_KINETICS_PARAMS = {
+    "amplitude": dict(type=float, help="peak dF/F of one spike", unit="dF/F (fraction)",
+                      exclusive=True),
+    "decay_s": dict(type=float, help="decay time constant of the kernel", unit="s",
+                    exclusive=True),
+    "rise_s": dict(type=float, help="rise time constant of the kernel (0: instantaneous)",
+                   unit="s", exclusive=False),
+}
+
+
+def indicator_params(*fields: str) -> dict[str, Param]:
+    """Parameter schemas for ``indicator`` and the kinetics ``fields`` it supplies defaults for
+    (any of ``amplitude``, ``decay_s``, ``rise_s``); use with :class:`IndicatorDefaults`."""
+    out = {"indicator": Param(
+        str, "GCaMP6f", f"indicator preset whose {', '.join(fields)} are the defaults",
+        choices=INDICATORS,
+    )}
+    for name in fields:
+        k = _KINETICS_PARAMS[name]
+        out[name] = Param(k["type"], None, f"{k['help']}; None takes the indicator's",
+                          unit=k["unit"], minimum=0, exclusive_minimum=k["exclusive"],
+                          nullable=True)
+    return out
+
+
 class IndicatorDefaults:
-    """Mixin for methods with an ``indicator`` parameter: the fields named in
-    ``indicator_fields`` that are None take that preset's values, and rise must be below decay.
+    """Mixin for methods whose ``params`` come from :func:`indicator_params`: the kinetics
+    parameters left None take the ``indicator`` preset's values, and rise must be below decay.
     """
 
     indicator_fields: tuple[str, ...] = ("decay_s", "rise_s")

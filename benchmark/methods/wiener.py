@@ -8,10 +8,10 @@ import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
 from cabench.benchmark.methods.tools import (
-    INDICATORS,
     IndicatorDefaults,
     baseline,
     floor_baseline,
+    indicator_params,
     noise_sd,
 )
 
@@ -34,18 +34,7 @@ class Wiener(IndicatorDefaults, Method):
     name = "wiener"
     description = "Wiener deconvolution with an exponential kernel, rectified, / amplitude"
     params = {
-        "indicator": Param(
-            str, "GCaMP6f", "indicator preset whose decay and amplitude are the defaults",
-            choices=INDICATORS,
-        ),
-        "decay_s": Param(
-            float, None, "decay time constant of the kernel; None takes the indicator's",
-            unit="s", minimum=0, exclusive_minimum=True, nullable=True,
-        ),
-        "amplitude": Param(
-            float, None, "peak dF/F of one spike; None takes the indicator's",
-            unit="dF/F (fraction)", minimum=0, exclusive_minimum=True, nullable=True,
-        ),
+        **indicator_params("decay_s", "amplitude"),
         "regularisation": Param(
             float, 1.0, "multiplies the noise-to-signal ratio of the Wiener filter (1: optimal "
             "for the model; larger: smoother)", unit="ratio", minimum=0,
