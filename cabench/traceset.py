@@ -249,13 +249,8 @@ class TraceSet:
             cabench_version=self.cabench_version or None,
             overwrite=overwrite,
         ) as w:
-            parts = None
-            if self.has_spikes:
-                parts = [
-                    self.spike_times[self.spike_offsets[i] : self.spike_offsets[i + 1]]
-                    for i in range(self.n_cells * self.n_trials)
-                ]
-            w.write_cells(0, self.traces, calcium=self.calcium, spikes=parts)
+            spikes = (self.spike_times, self.spike_offsets) if self.has_spikes else None
+            w.write_cells(0, self.traces, calcium=self.calcium, spikes=spikes)
         return Path(path)
 
     @classmethod
@@ -483,12 +478,12 @@ class TraceWriter:
         start: int,
         traces: np.ndarray,
         calcium: np.ndarray | None = None,
-        spikes: Sequence[np.ndarray] | None = None,
+        spikes: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """Write cells ``start:start + traces.shape[1]`` of all trials.
 
-        Blocks must come in order. ``spikes`` holds one array of times (s) per (cell, trial),
-        cell-major, for the cells of this block.
+        Blocks must come in order. ``spikes`` is the ragged pair ``(times, offsets)`` (s; see
+        :func:`ragged`) of this block's cells, cell-major: one entry per (cell, trial).
         """
         t, c, n = self.shape
         k = traces.shape[1]
@@ -500,7 +495,7 @@ class TraceWriter:
         if self.with_calcium:
             f["calcium"][:, start : start + k, :] = calcium
         if self.with_spikes:
-            flat, off = ragged(spikes)
+            flat, off = spikes
             ds = f["spike_times"]
             ds.resize((self._n_spikes + flat.size,))
             ds[self._n_spikes :] = flat

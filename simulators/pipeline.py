@@ -235,7 +235,7 @@ class Simulation:
                          indicator=self.params["indicator"], seed=self.seed,
                          params=self.params, command=command, overwrite=overwrite) as w:
             for b in self.blocks(chunk_cells, keep_calcium):
-                w.write_cells(b.start, b.traces, b.calcium, b.spikes)
+                w.write_cells(b.start, b.traces, b.calcium, ragged(b.spikes))
                 if progress is not None:
                     progress(b.traces.shape[1])
         return Path(path)
