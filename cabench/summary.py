@@ -45,15 +45,18 @@ def describe(path: str | Path, frame_rate: float | None = None,
 
 def _describe_file(path: Path, per_cell: bool | None) -> Iterator[str]:
     """Summary of a trace file, reading blocks of cells so memory stays bounded."""
-    head = TraceSet.load(path, cells=slice(0, 1))
     import h5py
 
-    with h5py.File(path, "r") as f:
-        n_trials, n_cells, n_frames = f["traces"].shape
+    try:
+        with h5py.File(path, "r") as f:
+            n_trials, n_cells, n_frames = f["traces"].shape
+    except (OSError, KeyError):
+        n_trials, n_cells, n_frames = TraceSet.load(path).traces.shape  # raises a clear error
     step = max(1, _CHUNK_VALUES // (n_trials * n_frames))
-    nu, rates = [], []
+    nu, rates, head = [], [], None
     for c0 in range(0, n_cells, step):
         ts = TraceSet.load(path, cells=slice(c0, c0 + step))
+        head = head or ts
         nu.append(noise_level_nu(ts.traces, ts.frame_rate))
         if ts.has_spikes:
             rates.append(ts.mean_rate_hz())

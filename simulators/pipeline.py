@@ -73,6 +73,7 @@ class Simulation:
                 for t in range(self.n_trials)
             ]
         self.dg = None
+        self._dg_shared: dict[int, np.ndarray] = {}
         if p["spike_model"] == "dichotomised-gaussian":
             self._fit_dg()
 
@@ -125,8 +126,9 @@ class Simulation:
             prob = rates / fr
             if self.dg[0] == "full":
                 return sp.dichotomised_gaussian_trains(prob, self.dg[2], self.dg[1], T, fr, rng)
-            shared = self._rng("dg", trial).standard_normal(T)
-            return sp.dg_one_factor(prob, self.dg[1][b0:b1], T, fr, rng, shared)
+            if trial not in self._dg_shared:  # drawn once per trial, shared by all blocks
+                self._dg_shared = {trial: self._rng("dg", trial).standard_normal(T)}
+            return sp.dg_one_factor(prob, self.dg[1][b0:b1], T, fr, rng, self._dg_shared[trial])
         if self.latent is not None or p["stimulus_depth"] > 0:
             r = np.repeat(rates[:, None], T, axis=1)
             if p["stimulus_depth"] > 0:
