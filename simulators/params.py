@@ -75,8 +75,9 @@ PARAMS: tuple[Param, ...] = (
     Param("spike_model", str, "poisson", "spike model", choices=SPIKE_MODELS),
     Param("rate", float, 0.5, "median firing rate across cells (Hz)", 0, exclusive_min=True),
     Param("rate_sigma", float, 0.8, "SD of ln(rate) across cells (lognormal; 0 = equal)", 0),
-    Param("max_rate", float, 20.0, "upper limit of a cell's mean rate (Hz)", 0,
-          exclusive_min=True),
+    Param("max_rate", float, 20.0,
+          "upper limit of a cell's mean rate (Hz); when not given, at most half the frame rate",
+          0, exclusive_min=True),
     Param("refractory", float, 0.002, "absolute refractory period (s)", 0),
     Param("burst_fraction", float, 0.0, "fraction of spikes fired in bursts", 0, 0.95),
     Param("burst_size", float, 3.0, "mean number of spikes per burst", 2),
@@ -168,6 +169,8 @@ def resolve(user: dict[str, Any] | None = None, preset_name: str | None = None) 
     if "noise" in user and "sigma" not in user:
         values["sigma"] = None
     values.update(user)
+    if "max_rate" not in user and values.get("frame_rate"):
+        values["max_rate"] = min(float(values["max_rate"]), 0.5 * float(values["frame_rate"]))
     out = {k: (BY_NAME[k].convert(v) if k in BY_NAME else v) for k, v in values.items()}
     _check(out)
     return out

@@ -127,3 +127,26 @@ def test_run_suite_and_leaderboard(run, tmp_path):
     assert res.exit_code == 0 and "oasis-ar1" in res.output and "derivative" in res.output
     res = run("run-suite", tmp_path / "missing.toml")
     assert res.exit_code == 2 and "missing.toml" in res.output
+
+
+def test_documented_synopsis_runs_at_low_frame_rates(run, tmp_path):
+    out = tmp_path / "syn.h5"
+    res = run("simulate", "-o", out, "--preset", "OGB-1", "--cells", 20, "--trials", 3,
+              "--duration", 60, "--frame-rate", 7.5, "--rate", 0.5,
+              "--spike-model", "dichotomised-gaussian", "--correlation", 0.05, "--noise", 3,
+              "--seed", 4)
+    assert res.exit_code == 0, res.output
+    ts = TraceSet.load(out)
+    assert ts.n_trials == 3 and ts.params["max_rate"] == 3.75  # capped at half the frame rate
+
+
+def test_os_errors_while_writing_are_one_line(run, tmp_path, monkeypatch):
+    import h5py
+
+    def refuse(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.h5"))
+
+    monkeypatch.setattr(h5py, "File", refuse)
+    res = run("simulate", "-o", tmp_path / "x.h5", "--cells", 2, "--duration", 5)
+    assert res.exit_code == 1 and "No space left on device" in res.output
+    assert "Traceback" not in res.output and not list(tmp_path.iterdir())
