@@ -72,6 +72,10 @@ class LazyGroup(click.Group):
         except CabenchError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(2)
+        except OSError as e:  # unwritable or full disk, unreadable input: no traceback
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"Error: {e.strerror or e}{where}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; no partial output was kept.", err=True)
             ctx.exit(130)
