@@ -40,16 +40,23 @@ def methods(names, brief):
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder that relative dataset paths are resolved against (before the suite's).")
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Parallel worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run cases on a dask.distributed cluster, e.g. tcp://host:8786 (needs "
+                   "pip install 'cabench[dask]'; workers must see the data and output paths).")
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="Write figures (box plots, noise dependence, example traces).")
 @click.option("--force", is_flag=True, help="Re-run cases that are already done.")
 @click.option("--rerun-failed", is_flag=True, help="Re-run cases that failed before.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or leaderboard.")
-def run_suite(suite_file, output, data_root, jobs, force, rerun_failed, quiet):
+def run_suite(suite_file, output, data_root, jobs, scheduler, figures, force, rerun_failed,
+              quiet):
     """Run a benchmark suite (TOML) and write scores and leaderboards.
 
     Without SUITE_FILE runs the built-in suite: simulated GCaMP6f, GCaMP6s and jGCaMP8f data at
     noise levels nu 2 and 6 with every installed method (seconds on 2 cores). Each (dataset,
     recording, method) case has its own folder with params, log and outputs; finished cases are
-    reused. Writes scores.csv (tidy), leaderboard.csv and leaderboard.md.
+    reused. Writes scores.csv (tidy), leaderboard.csv, leaderboard.md, excluded.csv (cells
+    noisier than a dataset's target noise level) and figures/.
     """
     from pathlib import Path
 
@@ -64,7 +71,7 @@ def run_suite(suite_file, output, data_root, jobs, force, rerun_failed, quiet):
             bar.update(1)
 
         S.run_suite(suite, out, jobs=jobs, force=force, rerun_failed=rerun_failed,
-                    progress=progress)
+                    progress=progress, scheduler=scheduler, figures=figures)
     if not quiet:
         click.echo(S.format_leaderboard(out))
         click.echo(f"\nscores, leaderboards and case folders in {out}/")

@@ -11,6 +11,9 @@ A suite is a TOML file::
     source = "real"                     # optional: real / simulated / gan (default: the file's)
     frame_rate = 30.0                   # optional: needed for .npy / .csv
     options = { layout = "cells-frames" }   # optional: options of the reader
+    resample = 30.0                     # optional: FFT-resample to this rate (Hz) first
+    noise = 2.0                         # optional: add shot-like noise up to this nu
+    seed = 1                            # optional: seed of that noise (default from the name)
 
     [[datasets]]
     name = "sim-6f"
@@ -31,7 +34,15 @@ versions), ``log.json`` (status, seconds, warnings, traceback) and its outputs
 (``estimate.npy``, ``scores.csv``). A case whose log says ``ok`` and whose ``params.json``
 matches the current suite is reused. ``out_dir`` gets ``scores.csv`` (tidy: one row per
 dataset, recording, cell, method and metric), ``leaderboard.csv`` and ``leaderboard.md``
-(medians across cells per dataset and method, computed from ``scores.csv``).
+(medians across cells per dataset and method, computed from ``scores.csv``), ``excluded.csv``
+(cells left out by a dataset's ``noise`` condition because they are noisier than the target,
+as CASCADE does) and figures (:mod:`cabench.benchmark.figures`).
+
+``resample`` and ``noise`` set a standard recording condition (:mod:`cabench.conditions`):
+each recording is resampled to the rate, then every cell gets Gaussian noise scaled by
+``sqrt(dF/F + 1)`` until its noise level nu (% Hz^-1/2) is the target. Methods whose parameters
+include ``indicator`` get the recording's indicator when it names a preset (e.g. ``OGB1`` ->
+``OGB-1``) and the suite does not set it.
 """
 
 from __future__ import annotations
@@ -47,7 +58,6 @@ import tomllib
 import traceback
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +66,17 @@ import numpy as np
 import pandas as pd
 
 from cabench.errors import CabenchError
-from cabench.traceset import atomic_path
+from cabench.noise_level import noise_level_nu
+from cabench.traceset import atomic_path, ragged
 
 SUITE_KEYS = ("name", "description", "data_root", "datasets", "methods", "metrics")
-DATASET_KEYS = ("name", "path", "simulate", "source", "frame_rate", "options")
+DATASET_KEYS = (
+    "name", "path", "simulate", "source", "frame_rate", "options", "resample", "noise", "seed",
+)
 METHOD_KEYS = ("name", "label", "params")
 SCORE_COLUMNS = (
-    "dataset", "source", "recording", "cell", "method", "metric", "value", "seconds", "status",
+    "dataset", "source", "recording", "cell", "noise_level", "method", "metric", "value",
+    "seconds", "status",
 )
 #: metrics of the leaderboard, in column order; the rank uses the first
 RANK_METRIC = "corr_25hz"
@@ -82,9 +96,14 @@ class DatasetSpec:
     source: str | None = None
     frame_rate: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    resample: float | None = None
+    noise: float | None = None
+    seed: int | None = None
 
-    def load(self) -> list[Any]:
-        """The recordings of this dataset as TraceSets (one for a simulation)."""
+    def load(self) -> tuple[list[str], list[Any | None], list[dict[str, Any]]]:
+        """The recordings of this dataset at its condition: their names, their TraceSets (one
+        for a simulation; None for a recording whose every cell is noisier than ``noise``)
+        and one row per cell left out by ``noise``."""
         if self.simulate is not None:
             from cabench.simulators.pipeline import Simulation
 
@@ -93,10 +112,32 @@ class DatasetSpec:
             from cabench.readers import read_traces
 
             sets = read_traces(self.path, frame_rate=self.frame_rate, **self.options)
-        if self.source is not None:
-            for ts in sets:
+        names = _recording_names(sets)
+        out: list[Any | None] = []
+        excluded = []
+        for i, (name, ts) in enumerate(zip(names, sets, strict=True)):
+            if self.source is not None:
                 ts.source = self.source
-        return sets
+            ts, dropped = self._condition(ts, i)
+            excluded += [dict(dataset=self.name, recording=name, **d) for d in dropped]
+            out.append(ts)
+        return names, out, excluded
+
+    def _condition(self, ts: Any, index: int) -> tuple[Any | None, list[dict[str, Any]]]:
+        """Resample and noise-match one recording; the cells dropped as too noisy."""
+        from cabench.conditions import match_noise, resample
+
+        if self.resample is not None:
+            ts = resample(ts, self.resample)
+        if self.noise is None:
+            return ts, []
+        seed = self.seed if self.seed is not None else zlib.crc32(self.name.encode())
+        names = ts.cell_names or [str(c) for c in range(ts.n_cells)]
+        matched, report = match_noise(ts, self.noise, seed=[seed, index])
+        dropped = [dict(cell=names[c], nu=report["nu_before"][c],
+                        reason=f"noise level above the target {self.noise:g}")
+                   for c in report["dropped"]]
+        return matched, dropped
 
 
 @dataclass
@@ -167,6 +208,13 @@ def _validate(suite: Suite) -> None:
             raise CabenchError(f"{where}: give exactly one of 'path' and 'simulate'")
         if d.source is not None and d.source not in SOURCES:
             raise CabenchError(f"{where}: source {d.source!r} is not one of {', '.join(SOURCES)}")
+        for key, unit in (("resample", "Hz"), ("noise", "% Hz^-1/2")):
+            v = getattr(d, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                  or not math.isfinite(v) or v <= 0):
+                raise CabenchError(f"{where}: {key} must be a positive number ({unit}), got {v!r}")
+        if d.seed is not None and (isinstance(d.seed, bool) or not isinstance(d.seed, int)):
+            raise CabenchError(f"{where}: seed must be an integer, got {d.seed!r}")
         if d.simulate is not None:
             if not isinstance(d.simulate, dict):
                 raise CabenchError(f"{where}: 'simulate' must be a table of simulation params")
@@ -405,8 +453,8 @@ def _failed_rows(case: Case, source: str, seconds: float) -> pd.DataFrame:
     metrics = list(score_cell(np.zeros(3), None, [], frame_rate=1.0).keys())
     return pd.DataFrame([
         dict(dataset=case.dataset.name, source=source, recording=case.recording, cell="",
-             method=case.method.label, metric=m, value=float("nan"), seconds=seconds,
-             status="failed")
+             noise_level=float("nan"), method=case.method.label, metric=m,
+             value=float("nan"), seconds=seconds, status="failed")
         for m in metrics
     ], columns=list(SCORE_COLUMNS))
 
@@ -427,14 +475,14 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
     log: dict[str, Any] = dict(case=case.label, started=started)
     params = dict(case.spec(), versions=_versions(case.method.name))
     try:
-        if ts is None:
-            ts = case.dataset.load()[case.index]
+        if ts is None:  # the dataset failed to load: load it here to record why
+            ts = case.dataset.load()[1][case.index]
         source = case.dataset.source or ts.source
         if not ts.has_spikes:
             raise CabenchError("the recording has no ground-truth spikes to score against")
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
-            method = get_method(case.method.name, **case.method.params)
+            method = get_method(case.method.name, **_method_params(case.method, ts))
             # some wrapped packages draw from numpy's global generator: seed it per case so
             # that results do not depend on the order of cases or on the process
             state = np.random.get_state()  # noqa: NPY002
@@ -444,22 +492,29 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
             finally:
                 np.random.set_state(state)  # noqa: NPY002
             frame_times = ts.times()
+            nu = noise_level_nu(ts.traces, ts.frame_rate)
+            # methods place spike k / frame_rate seconds after the first frame: put them on
+            # the recording's own clock (real frame times drift from a nominal rate)
+            inferred = [_on_clock(x, ts.frame_rate, frame_times) for x in result.spike_times]
             rows = []
             n_cells = ts.n_cells
             for t, c, name in _cell_labels(ts):
                 scores = score_cell(
                     result.estimate[t, c], frame_times, ts.spikes(t, c),
-                    inferred_spike_times=result.spike_times[t * n_cells + c], **case.metrics,
+                    inferred_spike_times=inferred[t * n_cells + c], **case.metrics,
                 )
                 rows += [
                     dict(dataset=case.dataset.name, source=source, recording=case.recording,
-                         cell=name, method=case.method.label, metric=k, value=float(v),
-                         seconds=result.seconds, status="ok")
+                         cell=name, noise_level=nu[c], method=case.method.label, metric=k,
+                         value=float(v), seconds=result.seconds, status="ok")
                     for k, v in scores.items()
                 ]
         params.update(resolved_params=result.params, version=result.version)
         _write_json(folder / "params.json", params)
         _atomic(folder / "estimate.npy", lambda f: np.save(f, result.estimate), "wb")
+        times, offsets = ragged(inferred)
+        _atomic(folder / "spikes.npz",
+                lambda f: np.savez(f, spike_times=times, spike_offsets=offsets), "wb")
         _write_csv(folder / "scores.csv", pd.DataFrame(rows, columns=list(SCORE_COLUMNS)))
         log.update(
             status="ok",
@@ -473,6 +528,7 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         with contextlib.suppress(OSError):
             (folder / "estimate.npy").unlink(missing_ok=True)
+            (folder / "spikes.npz").unlink(missing_ok=True)
         _write_json(folder / "params.json", params)
         _write_csv(folder / "scores.csv", _failed_rows(case, source, float("nan")))
         log.update(status="failed", seconds=seconds, warnings=[],
@@ -480,6 +536,30 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
     log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     _write_json(folder / "log.json", log)
     return log
+
+
+def _on_clock(times: np.ndarray, frame_rate: float, frame_times: np.ndarray) -> np.ndarray:
+    """Times ``k / frame_rate`` (s, k fractional) mapped onto the frame times (s)."""
+    k = np.arange(frame_times.size, dtype=np.float64)
+    x = np.asarray(times, dtype=np.float64) * frame_rate
+    out = np.interp(x, k, frame_times)
+    if frame_times.size > 1:  # beyond the last frame: continue at the last interval
+        late = x > k[-1]
+        out[late] = frame_times[-1] + (x[late] - k[-1]) * (frame_times[-1] - frame_times[-2])
+    return out
+
+
+def _method_params(spec: MethodSpec, ts: Any) -> dict[str, Any]:
+    """The suite's parameters, plus the recording's indicator for indicator-aware methods."""
+    from cabench.benchmark.methods import method_class
+    from cabench.simulators.presets import preset_for_indicator
+
+    params = dict(spec.params)
+    if "indicator" in method_class(spec.name).params and "indicator" not in params:
+        preset = preset_for_indicator(ts.indicator)
+        if preset is not None:
+            params["indicator"] = preset
+    return params
 
 
 def _reusable(case: Case, force: bool, rerun_failed: bool) -> bool:
@@ -496,23 +576,30 @@ def _reusable(case: Case, force: bool, rerun_failed: bool) -> bool:
 
 
 # --- running ------------------------------------------------------------------------------------
-def _cases(suite: Suite, out_dir: Path) -> tuple[list[Case], dict[str, list[Any]]]:
-    """All cases and the loaded recordings per dataset (a dataset that fails to load gives
-    one failed case per method under recording 'all')."""
+def _cases(suite: Suite, out_dir: Path) -> tuple[list[Case], dict[str, list[Any]], pd.DataFrame]:
+    """All cases, the loaded recordings per dataset and the cells left out by noise conditions.
+
+    A dataset that fails to load gives one failed case per method under recording ``all``; a
+    recording whose every cell is noisier than its dataset's ``noise`` gives no case.
+    """
     cases: list[Case] = []
     loaded: dict[str, list[Any]] = {}
+    excluded: list[dict[str, Any]] = []
     for d in suite.datasets:
         try:
-            sets = d.load()
-            names = _recording_names(sets)
+            names, sets, dropped = d.load()
             loaded[d.name] = sets
+            excluded += dropped
         except Exception:
-            names = ["all"]
-        for i, rec in enumerate(names):
+            names, sets = ["all"], [None]
+        for i, (rec, ts) in enumerate(zip(names, sets, strict=True)):
+            if ts is None and d.name in loaded:
+                continue
             for m in suite.methods:
                 folder = out_dir / "cases" / d.name / rec / m.label
                 cases.append(Case(d, rec, i, m, dict(suite.metrics), folder))
-    return cases, loaded
+    columns = ["dataset", "recording", "cell", "nu", "reason"]
+    return cases, loaded, pd.DataFrame(excluded, columns=columns)
 
 
 def run_suite(
@@ -522,19 +609,27 @@ def run_suite(
     force: bool = False,
     rerun_failed: bool = False,
     progress: Progress | None = None,
+    scheduler: Any = None,
+    figures: bool = True,
 ) -> pd.DataFrame:
-    """Run every case of ``suite`` under ``out_dir`` and write scores and leaderboards.
+    """Run every case of ``suite`` under ``out_dir`` and write scores, leaderboards, figures.
 
     Cases already done (log ``ok``, same parameters) are reused unless ``force``; failed cases
     are re-run with ``rerun_failed`` or ``force``. A failing case never raises: its log holds
     the traceback and its rows in the scores have NaN values and status ``failed``. ``jobs``
-    > 1 runs cases in that many processes, with the same results as a serial run.
-    ``progress(done, total, case_label, status)`` is called after each case (status ``ok``,
-    ``failed`` or ``reused``). Returns the tidy scores (also written to ``scores.csv``).
+    > 1 runs cases in that many local processes; ``scheduler`` (a dask.distributed address such
+    as ``tcp://host:8786``, or a Client) runs them on a cluster; results are the same as a
+    serial run's (see :mod:`cabench.benchmark.executors`). ``progress(done, total,
+    case_label, status)`` is called after each case (status ``ok``, ``failed`` or ``reused``).
+    Returns the tidy scores (also written to ``scores.csv``). Local workers are started with
+    *forkserver*, so a script calling this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
+    from cabench.benchmark.executors import run_tasks
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cases, loaded = _cases(suite, out)
+    cases, loaded, excluded = _cases(suite, out)
     total = len(cases)
     done = 0
     todo = []
@@ -550,28 +645,71 @@ def run_suite(
         sets = loaded.get(case.dataset.name)
         return None if sets is None else sets[case.index]
 
-    if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_case, c, recording(c)): c for c in todo}
-            for fut in as_completed(futures):
-                done += 1
-                status = fut.result().get("status", "failed")
-                if progress is not None:
-                    progress(done, total, futures[fut].label, status)
-    else:
-        for c in todo:
-            status = _run_case(c, recording(c)).get("status", "failed")
-            done += 1
-            if progress is not None:
-                progress(done, total, c.label, status)
+    def size(case: Case) -> int:
+        ts = recording(case)
+        return 0 if ts is None else ts.traces.size
+
+    # the longest cases first, so that workers do not wait on one long case at the end
+    todo.sort(key=size, reverse=True)
+    tasks = [(c, recording(c)) for c in todo]
+    for i, log in run_tasks(_run_case, tasks, jobs=jobs, scheduler=scheduler):
+        done += 1
+        if progress is not None:
+            progress(done, total, todo[i].label, log.get("status", "failed"))
 
     parts = [_read_case_scores(c) for c in cases]
     scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
     _write_csv(out / "scores.csv", scores)
+    _write_csv(out / "excluded.csv", excluded)
     board = leaderboard(scores)
     _write_csv(out / "leaderboard.csv", board)
     _write_text(out / "leaderboard.md", leaderboard_markdown(board))
+    if figures:
+        from cabench.benchmark.figures import write_figures
+
+        write_figures(out, scores, _examples(cases, loaded, scores))
     return scores
+
+
+def _examples(cases: list[Case], loaded: dict[str, list[Any]], scores: pd.DataFrame,
+              n: int = 3) -> list[dict[str, Any]]:
+    """Example cells for the trace figure: from up to ``n`` datasets spread over the suite, the
+    cell whose ``corr_25hz`` (median over methods) is the dataset's median, with every method's
+    estimate and spike times (from the case folders)."""
+    ok = scores[(scores["status"] == "ok") & (scores["metric"] == RANK_METRIC)]
+    datasets = list(dict.fromkeys(ok["dataset"]))
+    if not datasets:
+        return []
+    picks = [datasets[i] for i in sorted({round(j * (len(datasets) - 1) / max(n - 1, 1))
+                                          for j in range(min(n, len(datasets)))})]
+    examples = []
+    for name in picks:
+        per_cell = ok[ok["dataset"] == name].groupby(["recording", "cell"])["value"].median()
+        per_cell = per_cell.dropna().sort_values(kind="stable")
+        if per_cell.empty:
+            continue
+        recording, cell = per_cell.index[len(per_cell) // 2]
+        chosen = [c for c in cases if c.dataset.name == name and c.recording == recording]
+        ts = loaded.get(name, [None])[chosen[0].index] if chosen else None
+        if ts is None:
+            continue
+        t, c = next((t, c) for t, c, label in _cell_labels(ts) if label == cell)
+        estimates = {}
+        for case in chosen:
+            try:
+                est = np.load(case.folder / "estimate.npy")[t, c]
+                with np.load(case.folder / "spikes.npz") as z:
+                    i = t * ts.n_cells + c  # rows in (trial, cell) order, as written
+                    lo, hi = z["spike_offsets"][i : i + 2]
+                    spikes = z["spike_times"][lo:hi]
+            except (OSError, ValueError, KeyError):
+                continue
+            estimates[case.method.label] = dict(estimate=est, spike_times=spikes)
+        examples.append(dict(
+            title=f"{name} / {recording} / cell {cell}", frame_times=ts.times(),
+            trace=ts.traces[t, c], true_spike_times=ts.spikes(t, c), estimates=estimates,
+        ))
+    return examples
 
 
 def _empty_scores() -> pd.DataFrame:
@@ -584,6 +722,8 @@ def _read_case_scores(case: Case) -> pd.DataFrame:
                          keep_default_na=False, na_values=[""])
     except (OSError, ValueError, pd.errors.EmptyDataError):
         df = _failed_rows(case, case.dataset.source or "", float("nan"))
+    if set(SCORE_COLUMNS) - set(df.columns):  # written by an older cabench
+        df = _failed_rows(case, case.dataset.source or "", float("nan"))
     df["cell"] = df["cell"].fillna("")
     return df[list(SCORE_COLUMNS)]
 
@@ -591,10 +731,12 @@ def _read_case_scores(case: Case) -> pd.DataFrame:
 # --- leaderboards -------------------------------------------------------------------------------
 def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     """Dataset x method: median of each metric across cells, with a rank per dataset by the
-    median ``corr_25hz`` (1 = best; ties share the best rank; NaN last). Computed from tidy
-    scores only (as written to ``scores.csv``)."""
+    median ``corr_25hz`` (1 = best; ties share the best rank; NaN last), the number of cells
+    scored and of failed recordings, and the median noise level nu of the scored cells
+    (% Hz^-1/2). Computed from tidy scores only (as written to ``scores.csv``)."""
     if scores.empty:
-        return pd.DataFrame(columns=["dataset", "method", "rank", "n_cells", "n_failed"])
+        return pd.DataFrame(
+            columns=["dataset", "method", "rank", "n_cells", "n_failed", "noise_level"])
     s = scores.copy()
     datasets = list(dict.fromkeys(s["dataset"]))
     methods = list(dict.fromkeys(s["method"]))
@@ -608,6 +750,7 @@ def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     one = s[s["metric"] == metrics[0]]
     ok = one[one["status"] == "ok"]
     n_cells = ok.groupby(["dataset", "method"], observed=True).size()
+    nu = ok.groupby(["dataset", "method"], observed=True)["noise_level"].median()
     failed = s[s["status"] != "ok"].drop_duplicates(["dataset", "recording", "method"])
     n_failed = failed.groupby(["dataset", "method"], observed=True).size()
     board = med.reset_index()
@@ -615,6 +758,7 @@ def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     idx = pd.MultiIndex.from_frame(board[["dataset", "method"]])
     board.insert(2, "n_cells", n_cells.reindex(idx, fill_value=0).to_numpy())
     board.insert(3, "n_failed", n_failed.reindex(idx, fill_value=0).to_numpy())
+    board.insert(4, "noise_level", nu.reindex(idx).to_numpy())
     key = board[RANK_METRIC] if RANK_METRIC in board else pd.Series(np.nan, index=board.index)
     rank = key.groupby(board["dataset"], observed=True).rank(
         ascending=False, method="min", na_option="bottom")

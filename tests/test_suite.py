@@ -180,6 +180,11 @@ def test_path_dataset_relative_to_suite_and_data_root(tmp_path):
             'path = "missing.h5"'), "dataset path 'missing.h5' not found (tried: "),
         (lambda t: t + '\n[[methods]]\nname = "derivative"\n', "listed twice"),
         (lambda t: t.replace('name = "sim"', 'name = "a/b"'), "must be a non-empty string"),
+        (lambda t: t.replace("seed = 3 }", "seed = 3 }\nresample = -30"),
+         "resample must be a positive number (Hz)"),
+        (lambda t: t.replace("seed = 3 }", "seed = 3 }\nnoise = \"high\""),
+         "noise must be a positive number"),
+        (lambda t: t.replace("seed = 3 }", "seed = 3 }\nseed = 1.5"), "seed must be an integer"),
     ],
 )
 def test_bad_suites(tmp_path, edit, message):
@@ -199,3 +204,102 @@ def test_default_suite_is_valid():
     suite = S.default_suite()
     assert len(suite.datasets) == 6 and suite.methods
     assert all(d.simulate["seed"] is not None for d in suite.datasets)
+
+
+CONDITIONS = """
+name = "conditions"
+
+[[datasets]]
+name = "native"
+simulate = { preset = "jGCaMP8f", cells = 3, duration = 40, noise = 1, seed = 2 }
+
+[[datasets]]
+name = "slow-noisy"
+simulate = { preset = "jGCaMP8f", cells = 3, duration = 40, noise = 1, seed = 2 }
+resample = 20.0
+noise = 3.0
+
+[[datasets]]
+name = "too-clean"
+simulate = { preset = "jGCaMP8f", cells = 3, duration = 40, noise = 1, seed = 2 }
+noise = 0.5
+
+[[methods]]
+name = "oasis-kernel"
+
+[[methods]]
+name = "oasis-kernel"
+label = "kernel-6s"
+params = { indicator = "GCaMP6s" }
+"""
+
+
+def test_conditions_noise_levels_and_indicators(tmp_path):
+    out = tmp_path / "out"
+    scores = S.run_suite(_suite(tmp_path, CONDITIONS), out)
+    nu = scores.groupby("dataset")["noise_level"].median()
+    assert nu["native"] == pytest.approx(1.0, rel=0.05)
+    assert nu["slow-noisy"] == pytest.approx(3.0, rel=0.02)  # matched after resampling
+    assert "too-clean" not in nu  # every cell is noisier than nu 0.5: no case at all
+    excluded = pd.read_csv(out / "excluded.csv")
+    assert (excluded["dataset"] == "too-clean").all() and len(excluded) == 3
+    assert (excluded["nu"] > 0.5).all()
+    estimate = np.load(out / "cases" / "slow-noisy" / "all" / "oasis-kernel" / "estimate.npy")
+    assert estimate.shape == (1, 3, 800)  # 40 s at 20 Hz
+    # indicator-aware methods get the data's indicator unless the suite sets it
+    for label, indicator in (("oasis-kernel", "jGCaMP8f"), ("kernel-6s", "GCaMP6s")):
+        params = json.loads((out / "cases" / "native" / "all" / label / "params.json")
+                            .read_text())
+        assert params["resolved_params"]["indicator"] == indicator
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["dataset", "method"])
+    assert board.loc[("slow-noisy", "oasis-kernel"), "noise_level"] == pytest.approx(3.0,
+                                                                                     rel=0.02)
+    # the right kernel scores better than the wrong one on fast jGCaMP8f
+    assert (board.loc[("native", "oasis-kernel"), "corr_25hz"]
+            > board.loc[("native", "kernel-6s"), "corr_25hz"])
+    for name in ("metrics_boxplot.png", "noise_dependence.png", "example_traces.png"):
+        assert (out / "figures" / name).stat().st_size > 1000
+
+
+def test_inferred_spikes_on_the_recordings_clock(tmp_path):
+    # frames really come at 29.7 Hz; methods count time as k / frame_rate from the first frame
+    frame_times = 5.0 + np.arange(9000) / 29.7
+    mapped = S._on_clock(np.array([0.0, 100 / 29.7, 8999 / 29.7, 9000.5 / 29.7]), 29.7,
+                         frame_times)
+    np.testing.assert_allclose(mapped, [5.0, frame_times[100], frame_times[-1],
+                                        5.0 + 9000.5 / 29.7])
+    # a recording whose nominal rate (median interval) is off its mean rate
+    from cabench.simulators.pipeline import Simulation
+    from cabench.traceset import TraceSet
+
+    ts = Simulation(dict(preset="jGCaMP8f", cells=2, duration=300, noise=1, seed=9)).run()
+    drift = ts.times() * 1.01  # the clock runs 1 % slow: 3 s behind at the end
+    shifted = TraceSet(ts.traces, ts.frame_rate, ts.spike_times * 1.01, ts.spike_offsets,
+                       frame_times=drift)
+    shifted.save(tmp_path / "rec.h5")
+    text = ('[[datasets]]\nname = "drift"\npath = "rec.h5"\n'
+            '[[methods]]\nname = "oasis-kernel"\n')
+    scores = S.run_suite(_suite(tmp_path, text), tmp_path / "out", figures=False)
+    f1 = scores[scores.metric == "f1"]["value"]
+    assert (f1 > 0.5).all()
+    assert not (tmp_path / "out" / "figures").exists()
+
+
+def test_dask_cluster_matches_serial(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    suite = _suite(tmp_path, TINY.replace("cells = 4", "cells = 3") + """
+[[datasets]]
+name = "sim2"
+simulate = { preset = "GCaMP6s", cells = 3, duration = 30, noise = 3, seed = 4 }
+resample = 20.0
+noise = 4.0
+""")
+    serial = S.run_suite(suite, tmp_path / "a", figures=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = S.run_suite(suite, tmp_path / "b", scheduler=cluster.scheduler_address,
+                              figures=False)
+    pd.testing.assert_frame_equal(serial.drop(columns="seconds"),
+                                  on_dask.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "leaderboard.csv"),
+                                  pd.read_csv(tmp_path / "b" / "leaderboard.csv"))
