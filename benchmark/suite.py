@@ -75,9 +75,13 @@ DATASET_KEYS = (
 )
 METHOD_KEYS = ("name", "label", "params")
 SCORE_COLUMNS = (
-    "dataset", "source", "recording", "cell", "noise_level", "method", "metric", "value",
-    "seconds", "status",
+    "dataset", "source", "condition", "recording", "cell", "noise_level", "method", "metric",
+    "value", "seconds", "status",
 )
+#: columns of a case's own scores.csv (the condition comes from the suite when they are joined)
+CASE_COLUMNS = tuple(c for c in SCORE_COLUMNS if c != "condition")
+#: metrics of the summary across datasets
+SUMMARY_METRICS = ("corr_25hz", "corr_smoothed", "error", "bias", "van_rossum", "f1")
 #: metrics of the leaderboard, in column order; the rank uses the first
 RANK_METRIC = "corr_25hz"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -99,6 +103,14 @@ class DatasetSpec:
     resample: float | None = None
     noise: float | None = None
     seed: int | None = None
+
+    @property
+    def condition(self) -> str:
+        """``native``, or the recording condition set by ``resample`` / ``noise``
+        (e.g. ``30Hz-nu2``)."""
+        parts = ([f"{self.resample:g}Hz"] if self.resample is not None else []) + (
+            [f"nu{self.noise:g}"] if self.noise is not None else [])
+        return "-".join(parts) or "native"
 
     def load(self) -> tuple[list[str], list[Any | None], list[dict[str, Any]]]:
         """The recordings of this dataset at its condition: their names, their TraceSets (one
@@ -456,7 +468,7 @@ def _failed_rows(case: Case, source: str, seconds: float) -> pd.DataFrame:
              noise_level=float("nan"), method=case.method.label, metric=m,
              value=float("nan"), seconds=seconds, status="failed")
         for m in metrics
-    ], columns=list(SCORE_COLUMNS))
+    ], columns=list(CASE_COLUMNS))
 
 
 def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
@@ -515,7 +527,7 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
         times, offsets = ragged(inferred)
         _atomic(folder / "spikes.npz",
                 lambda f: np.savez(f, spike_times=times, spike_offsets=offsets), "wb")
-        _write_csv(folder / "scores.csv", pd.DataFrame(rows, columns=list(SCORE_COLUMNS)))
+        _write_csv(folder / "scores.csv", pd.DataFrame(rows, columns=list(CASE_COLUMNS)))
         log.update(
             status="ok",
             seconds=time.perf_counter() - t0,
@@ -663,7 +675,8 @@ def run_suite(
     _write_csv(out / "excluded.csv", excluded)
     board = leaderboard(scores)
     _write_csv(out / "leaderboard.csv", board)
-    _write_text(out / "leaderboard.md", leaderboard_markdown(board))
+    _write_csv(out / "summary.csv", summary(board, scores))
+    _write_text(out / "leaderboard.md", leaderboard_markdown(board, scores))
     if figures:
         from cabench.benchmark.figures import write_figures
 
@@ -722,9 +735,10 @@ def _read_case_scores(case: Case) -> pd.DataFrame:
                          keep_default_na=False, na_values=[""])
     except (OSError, ValueError, pd.errors.EmptyDataError):
         df = _failed_rows(case, case.dataset.source or "", float("nan"))
-    if set(SCORE_COLUMNS) - set(df.columns):  # written by an older cabench
+    if set(CASE_COLUMNS) - set(df.columns):  # written by an older cabench
         df = _failed_rows(case, case.dataset.source or "", float("nan"))
     df["cell"] = df["cell"].fillna("")
+    df["condition"] = case.dataset.condition
     return df[list(SCORE_COLUMNS)]
 
 
@@ -769,21 +783,53 @@ def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     return board.reset_index(drop=True)
 
 
-def leaderboard_markdown(board: pd.DataFrame, digits: int = 3) -> str:
-    """The leaderboard as a GitHub markdown table."""
-    cols = list(board.columns)
+def summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Methods across datasets, per source and condition: the number of datasets, the median
+    over datasets of each dataset's median (:data:`SUMMARY_METRICS`), the mean rank and the
+    number of datasets where the method ranks first. Sorted best first by that median
+    ``corr_25hz``."""
+    columns = ["source", "condition", "method", "n_datasets", "mean_rank", "wins",
+               *SUMMARY_METRICS]
+    if board.empty:
+        return pd.DataFrame(columns=columns)
+    kind = scores.drop_duplicates("dataset").set_index("dataset")[["source", "condition"]]
+    b = board.join(kind, on="dataset")
+    b = b[b["n_cells"] > 0]
+    if b.empty:
+        return pd.DataFrame(columns=columns)
+    groups = b.groupby(["source", "condition", "method"], sort=False)
+    out = groups[[m for m in SUMMARY_METRICS if m in b]].median()
+    out.insert(0, "n_datasets", groups.size())
+    out.insert(1, "mean_rank", groups["rank"].mean())
+    out.insert(2, "wins", groups["rank"].apply(lambda r: int((r == 1).sum())))
+    out = out.reset_index().reindex(columns=columns)
+    key = out[RANK_METRIC].fillna(-np.inf)
+    order = np.lexsort((-key.to_numpy(), out["condition"].to_numpy(), out["source"].to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
+    """A table as GitHub markdown (numbers right-aligned, floats to ``digits`` places)."""
+    cols = list(table.columns)
 
     def cell(v: Any) -> str:
         if isinstance(v, float | np.floating):
             return "" if not np.isfinite(v) else f"{v:.{digits}f}"
         return str(v)
 
+    numeric = {c: pd.api.types.is_numeric_dtype(table[c]) for c in cols}
     lines = ["| " + " | ".join(cols) + " |",
-             "| " + " | ".join("---" if c in ("dataset", "method") else "---:" for c in cols)
-             + " |"]
+             "| " + " | ".join("---:" if numeric[c] else "---" for c in cols) + " |"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in board.itertuples(index=False)]
+              for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def leaderboard_markdown(board: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """The summary across datasets and the per-dataset leaderboard as markdown."""
+    return ("## Across datasets (median of dataset medians)\n\n"
+            + markdown_table(summary(board, scores))
+            + "\n## Per dataset (median over cells)\n\n" + markdown_table(board))
 
 
 def format_leaderboard(path: str | Path) -> str:
@@ -800,7 +846,7 @@ def format_leaderboard(path: str | Path) -> str:
     missing = sorted(set(SCORE_COLUMNS) - set(scores.columns))
     if missing:
         raise CabenchError(f"{scores_path}: not a scores file (missing {', '.join(missing)})")
-    return leaderboard_markdown(leaderboard(scores))
+    return leaderboard_markdown(leaderboard(scores), scores)
 
 
 def main() -> None:  # pragma: no cover - a quick manual run: python -m cabench.benchmark.suite

@@ -75,7 +75,13 @@ def test_end_to_end(tmp_path):
     assert best["rank"] == 1 and sorted(board["rank"]) == [1, 2]
     md = (out / "leaderboard.md").read_text()
     assert md == S.format_leaderboard(out) == S.format_leaderboard(out / "scores.csv")
-    assert md.startswith("| dataset | method | rank |") and len(md.splitlines()) == 4
+    assert md.startswith("## Across datasets") and "| dataset | method | rank |" in md
+    assert len(md.splitlines()) == 2 * (2 + 2 + 2) + 1  # 2 x (heading, blank, 2+2 rows)
+    # summary across datasets: one dataset, so the medians are the leaderboard's
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    assert summary.loc[best["method"], "wins"] == 1 and summary["n_datasets"].eq(1).all()
+    assert summary.loc[best["method"], "corr_25hz"] == pytest.approx(best["corr_25hz"])
+    assert (scores["condition"] == "native").all()
 
 
 def test_reuse_and_force(tmp_path, monkeypatch):
@@ -238,6 +244,8 @@ def test_conditions_noise_levels_and_indicators(tmp_path):
     out = tmp_path / "out"
     scores = S.run_suite(_suite(tmp_path, CONDITIONS), out)
     nu = scores.groupby("dataset")["noise_level"].median()
+    condition = scores.groupby("dataset")["condition"].first()
+    assert condition["native"] == "native" and condition["slow-noisy"] == "20Hz-nu3"
     assert nu["native"] == pytest.approx(1.0, rel=0.05)
     assert nu["slow-noisy"] == pytest.approx(3.0, rel=0.02)  # matched after resampling
     assert "too-clean" not in nu  # every cell is noisier than nu 0.5: no case at all
