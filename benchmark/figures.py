@@ -63,7 +63,7 @@ METRIC_LABELS: dict[str, str] = {
 _CORRELATIONS = frozenset({"corr_25hz", "corr_smoothed"})
 _FRACTIONS = frozenset({"precision", "recall", "f1"})
 _ZERO_IS_BEST = frozenset({"bias", "rate_error"})
-_LONG_TAIL = frozenset({"van_rossum", "van_rossum_spikes"})
+_LONG_TAIL = frozenset({"van_rossum", "van_rossum_spikes", "error", "bias", "rate_error"})
 _CLIP_PERCENTILE = 98.0
 _DATASET_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _LABEL_BOX = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.0}
@@ -341,14 +341,21 @@ def performance_vs_noise(
             x, q1, med, q3 = np.array(stats).T
             ax.fill_between(x, q1, q3, color=colors[m], alpha=0.15, linewidth=0)
             ax.plot(x, med, marker="o", markersize=4, color=colors[m], label=m)
-        for e in edges:
+        for e in edges[1:-1]:  # the outer edges are the extreme cells: not drawn
             ax.axvline(e, color="0.85", linewidth=0.7, zorder=0)
+        xs = x_bin[np.isfinite(x_bin)]
+        if xs.size and xs.min() > 0 and xs.max() / xs.min() > 4:
+            ax.set_xscale("log")  # real data span decades of nu
+            ax.set_xlim(xs.min() / 1.25, xs.max() * 1.25)
+        elif xs.size:
+            pad = 0.08 * (xs.max() - xs.min()) or 0.5
+            ax.set_xlim(xs.min() - pad, xs.max() + pad)
         _y_limits(ax, metric, values)
         ax.set_xlabel("noise level nu (% Hz$^{-1/2}$)")
         ax.set_ylabel(label)
         ax.set_title(f"{metric} vs noise: median per nu bin, band = interquartile range\n"
                      f"{edges.size - 1} quantile bins over {cell_nu.size} cells "
-                     f"(grey lines: bin edges)", fontsize=10)
+                     f"(grey lines: inner bin edges)", fontsize=10)
         ax.legend(fontsize=8, frameon=False, loc="best")
     if metric in _ZERO_IS_BEST:
         ax.axhline(0.0, color="0.3", linestyle="--", linewidth=0.9, zorder=0)

@@ -719,7 +719,8 @@ def _examples(cases: list[Case], loaded: dict[str, list[Any]], scores: pd.DataFr
                 continue
             estimates[case.method.label] = dict(estimate=est, spike_times=spikes)
         examples.append(dict(
-            title=f"{name} / {recording} / cell {cell}", frame_times=ts.times(),
+            title=f"{name}\n{cell if len(cell) <= 48 else cell[:45] + '...'}",
+            frame_times=ts.times(),
             trace=ts.traces[t, c], true_spike_times=ts.spikes(t, c), estimates=estimates,
         ))
     return examples
@@ -834,9 +835,13 @@ def leaderboard_markdown(board: pd.DataFrame, scores: pd.DataFrame) -> str:
 
 def format_leaderboard(path: str | Path) -> str:
     """The markdown leaderboard of a run: ``path`` is its output folder or its ``scores.csv``
-    (the leaderboard is recomputed from the scores)."""
+    (the leaderboard is recomputed from the scores; a folder may hold them compressed as
+    ``scores.csv.gz``, as the committed reference results do)."""
     p = Path(path)
-    scores_path = p / "scores.csv" if p.is_dir() else p
+    scores_path = p
+    if p.is_dir():
+        gz = p / "scores.csv.gz"
+        scores_path = gz if gz.is_file() and not (p / "scores.csv").is_file() else p / "scores.csv"
     if not scores_path.is_file():
         raise CabenchError(f"{path}: no scores.csv (run a suite into this folder first)")
     try:

@@ -75,6 +75,10 @@ def test_end_to_end(tmp_path):
     assert best["rank"] == 1 and sorted(board["rank"]) == [1, 2]
     md = (out / "leaderboard.md").read_text()
     assert md == S.format_leaderboard(out) == S.format_leaderboard(out / "scores.csv")
+    packed = tmp_path / "packed"  # committed results keep the scores gzipped
+    packed.mkdir()
+    scores.to_csv(packed / "scores.csv.gz", index=False)
+    assert S.format_leaderboard(packed) == md
     assert md.startswith("## Across datasets") and "| dataset | method | rank |" in md
     assert len(md.splitlines()) == 2 * (2 + 2 + 2) + 1  # 2 x (heading, blank, 2+2 rows)
     # summary across datasets: one dataset, so the medians are the leaderboard's
