@@ -334,8 +334,9 @@ def default_suite(
     duration: float = 120.0,
     methods: list[str] | None = None,
 ) -> Suite:
-    """The built-in suite: simulated data (each preset x each noise level), installed methods."""
-    from cabench.benchmark.methods import installed
+    """The built-in suite: simulated data (each preset x each noise level), every method that
+    runs with its default parameters (installed, with its trained model if it needs one)."""
+    from cabench.benchmark.methods import ready
 
     datasets = [
         DatasetSpec(
@@ -344,9 +345,9 @@ def default_suite(
         )
         for i, (p, n) in enumerate((p, n) for p in presets for n in noise)
     ]
-    names = installed() if methods is None else methods
+    names = ready() if methods is None else methods
     return Suite(datasets, [MethodSpec(m) for m in names], name="default",
-                 description="simulated indicators x noise levels, all installed methods")
+                 description="simulated indicators x noise levels, all ready methods")
 
 
 # --- files --------------------------------------------------------------------------------------
