@@ -31,6 +31,8 @@ LAZY_COMMANDS = {
                   "Run a benchmark suite and write scores and leaderboards."),
     "leaderboard": ("cabench.benchmark.cli", "leaderboard",
                     "Print the leaderboard of a suite run."),
+    "train-method": ("cabench.benchmark.cli", "train_method",
+                     "Train a supervised method (cnn) on ground truth into a model folder."),
 }
 
 

@@ -22,6 +22,7 @@ from cabench.benchmark.methods import (
     get_method,
     installed,
     method_class,
+    ready,
     spike_times_from_estimate,
 )
 from cabench.simulators import simulate
@@ -36,6 +37,7 @@ EXPECTED = {
     "derivative",
     "wiener",
     "peeling",
+    "cnn",
 }
 
 # method: (minimum correlation, (lowest, highest) ratio of estimated to true spike totals).
@@ -51,6 +53,9 @@ THRESHOLDS = {
     "peeling": (0.55, (0.5, 2.0)),
     "wiener": (0.50, (0.5, 3.0)),
     "derivative": (0.40, (0.5, 3.0)),
+    # cnn runs here only once a default model ships (tests/test_cnn.py covers it until then);
+    # to be set from that model's measured scores
+    "cnn": (0.50, (0.5, 2.0)),
 }
 
 
@@ -58,6 +63,8 @@ def _require(name):
     cls = method_class(name)
     if not cls.is_installed():
         pytest.skip(f"{name} is not installed ({cls.install_hint})")
+    if not cls.is_ready():
+        pytest.skip(f"{name} has no default model yet")
     return cls
 
 
@@ -92,7 +99,7 @@ def _correlation(estimate, truth):
 def test_registry_lists_every_method():
     assert set(available()) == EXPECTED
     assert len(available()) == len(set(available()))
-    assert set(installed()) <= set(available())
+    assert set(ready()) <= set(installed()) <= set(available())
     assert set(THRESHOLDS) == EXPECTED
     for name in available():
         cls = method_class(name)

@@ -4,8 +4,9 @@
 :class:`~cabench.benchmark.methods.base.InferenceResult` whose ``estimate`` is in expected
 spikes per frame (same shape as the ``(trials, cells, frames)`` or ``(cells, frames)`` dF/F
 input) and whose ``spike_times`` are in seconds. ``available()`` lists every registered
-method, ``installed()`` those whose dependencies import, ``describe_methods()`` gives the rows
-of a methods table (name, installed, description, parameter table).
+method, ``installed()`` those whose dependencies import, ``ready()`` those that also run with
+their default parameters (a supervised method needs its shipped model), ``describe_methods()``
+gives the rows of a methods table (name, installed, description, parameter table).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cabench.benchmark.methods.base import (
     Param,
     spike_times_from_estimate,
 )
+from cabench.benchmark.methods.cnn import Cnn
 from cabench.benchmark.methods.derivative import Derivative
 from cabench.benchmark.methods.oasis_ar1 import OasisAR1
 from cabench.benchmark.methods.oasis_ar2 import OasisAR2
@@ -37,6 +39,7 @@ METHODS: tuple[type[Method], ...] = (
     Peeling,
     Wiener,
     Derivative,
+    Cnn,
 )
 
 _BY_NAME: dict[str, type[Method]] = {m.name: m for m in METHODS}
@@ -53,6 +56,7 @@ __all__ = [
     "get_method",
     "installed",
     "method_class",
+    "ready",
     "spike_times_from_estimate",
 ]
 
@@ -65,6 +69,12 @@ def available() -> list[str]:
 def installed() -> list[str]:
     """Names of the registered methods whose dependencies can be imported."""
     return [m.name for m in METHODS if m.is_installed()]
+
+
+def ready() -> list[str]:
+    """Names of the methods that run with their default parameters (installed, and their
+    default trained model present for methods that ship one)."""
+    return [m.name for m in METHODS if m.is_ready()]
 
 
 def method_class(name: str) -> type[Method]:

@@ -4,7 +4,10 @@ A method is a class whose attributes say what it is (``name``, ``description``, 
 ``output_unit``, ``needs_training``, ``needs_gpu``, ``install_hint``). The base class, not each
 method, validates parameters and input, handles bad rows, times the run, records versions and
 warnings and normalises the output. A method implements only :meth:`Method._infer_row`, which
-sees one clean float64 trace at a time.
+sees one clean float64 trace at a time, or (``batched = True``, e.g. a network on a GPU)
+:meth:`Method._infer_rows`, which sees all clean rows of a call at once. Supervised methods
+either need training (``needs_training``) or ship a trained model that :meth:`Method.fit` can
+replace (``trainable``).
 
 Conventions
 -----------
@@ -207,9 +210,10 @@ def spike_times_from_estimate(estimate: np.ndarray, frame_rate: float) -> np.nda
 class Method:
     """Base class of spike-inference methods (one subclass per algorithm).
 
-    Subclasses set the class attributes and implement :meth:`_infer_row`; optionally
-    :meth:`_prepare` (once per :meth:`infer` call, e.g. to build a kernel for the frame rate),
-    :meth:`resolved_params` and, for supervised methods, :meth:`_fit`.
+    Subclasses set the class attributes and implement :meth:`_infer_row` (or, with
+    ``batched = True``, :meth:`_infer_rows`); optionally :meth:`_prepare` (once per
+    :meth:`infer` call, e.g. to build a kernel for the frame rate), :meth:`resolved_params`
+    and, for supervised methods, :meth:`_fit`.
     """
 
     name: ClassVar[str] = ""
@@ -219,6 +223,11 @@ class Method:
     needs_training: ClassVar[bool] = False
     needs_gpu: ClassVar[bool] = False
     install_hint: ClassVar[str] = "included with cabench"
+    #: supervised methods that ship a trained model (``needs_training`` False) but can be
+    #: trained anew with :meth:`fit`
+    trainable: ClassVar[bool] = False
+    #: methods that infer all clean rows at once (:meth:`_infer_rows`), e.g. on a GPU
+    batched: ClassVar[bool] = False
     #: importable modules the method needs; ``is_installed`` checks them
     requires: ClassVar[tuple[str, ...]] = ()
     #: distribution whose version ``version()`` reports; cabench's own version when empty
@@ -249,6 +258,12 @@ class Method:
     def is_installed(cls) -> bool:
         """Whether every module the method needs can be imported."""
         return all(importlib.util.find_spec(m) is not None for m in cls.requires)
+
+    @classmethod
+    def is_ready(cls) -> bool:
+        """Whether the method runs with its default parameters: installed and, for a method
+        that ships a trained model, that model present."""
+        return cls.is_installed()
 
     @classmethod
     def version(cls) -> str:
@@ -296,10 +311,18 @@ class Method:
         """
         raise NotImplementedError
 
+    def _infer_rows(
+        self, rows: list[np.ndarray], frame_rate: float
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Infer all clean rows at once (``batched`` methods): the :meth:`_infer_row` contract
+        for each row of ``rows`` (float64, finite, not constant, all of the same length).
+        An exception fails every row of the call; Python warnings are recorded once each."""
+        return [self._infer_row(y, frame_rate) for y in rows]
+
     # --- verbs -------------------------------------------------------------------------------
     def fit(self, train_tracesets: list) -> Method:
         """Train a supervised method on TraceSets with ground-truth spikes; a no-op otherwise."""
-        if self.needs_training:
+        if self.needs_training or self.trainable:
             if not train_tracesets:
                 raise CabenchError(f"method {self.name} needs at least one training TraceSet")
             for ts in train_tracesets:
@@ -335,12 +358,15 @@ class Method:
         spike_times: list[np.ndarray] = []
         notes: list[str] = []
         raised: Counter[str] = Counter()
-        for i, row in enumerate(rows):
-            label = _row_label(i, x.shape)
-            e, times = self._one_row(row, fr, label, notes, raised)
-            if e is not None:
-                estimate[i] = e
-            spike_times.append(times)
+        if self.batched:
+            spike_times = self._batch(rows, x.shape, fr, estimate, notes, raised)
+        else:
+            for i, row in enumerate(rows):
+                label = _row_label(i, x.shape)
+                e, times = self._one_row(row, fr, label, notes, raised)
+                if e is not None:
+                    estimate[i] = e
+                spike_times.append(times)
         notes += [
             f"{n} row(s): {msg}" if n > 1 else msg for msg, n in raised.items()
         ]
@@ -355,22 +381,22 @@ class Method:
             warnings=notes,
         )
 
-    def _one_row(
-        self, row: np.ndarray, fr: float, label: str, notes: list[str], raised: Counter
+    def _clean_row(
+        self, row: np.ndarray, label: str, notes: list[str]
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        no_spikes = np.zeros(0)
+        """The row as float64 with NaN/inf bridged, or None if unusable; its finite mask."""
         y = row.astype(np.float64)
         finite = np.isfinite(y)
         n_ok = int(finite.sum())
         if n_ok == 0:
             notes.append(f"{label}: no finite frames; estimate set to NaN")
-            return None, no_spikes
+            return None, finite
         if n_ok < self.min_frames:
             notes.append(
                 f"{label}: {n_ok} finite frame(s), fewer than the {self.min_frames} that "
                 f"{self.name} needs; estimate set to NaN"
             )
-            return None, no_spikes
+            return None, finite
         if n_ok < y.size:
             idx = np.flatnonzero(finite)
             y = np.interp(np.arange(y.size), idx, y[idx])
@@ -379,6 +405,15 @@ class Method:
             )
         if y.max() == y.min():
             notes.append(f"{label}: constant trace; estimate set to NaN")
+            return None, finite
+        return y, finite
+
+    def _one_row(
+        self, row: np.ndarray, fr: float, label: str, notes: list[str], raised: Counter
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        no_spikes = np.zeros(0)
+        y, finite = self._clean_row(row, label, notes)
+        if y is None:
             return None, no_spikes
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -389,6 +424,44 @@ class Method:
             return None, no_spikes
         for w in caught:
             raised[f"{w.category.__name__}: {w.message}"] += 1
+        return self._finish_row(e, times, y, finite, fr, label, notes)
+
+    def _batch(
+        self, rows: np.ndarray, shape: tuple[int, ...], fr: float, estimate: np.ndarray,
+        notes: list[str], raised: Counter
+    ) -> list[np.ndarray]:
+        """All rows through :meth:`_infer_rows` at once; fills ``estimate``, returns times."""
+        spike_times = [np.zeros(0) for _ in range(len(rows))]
+        clean = []
+        for i, row in enumerate(rows):
+            y, finite = self._clean_row(row, _row_label(i, shape), notes)
+            if y is not None:
+                clean.append((i, y, finite))
+        if not clean:
+            return spike_times
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                results = self._infer_rows([y for _, y, _ in clean], fr)
+        except Exception as exc:  # recorded for every row, never raised
+            for i, _, _ in clean:
+                notes.append(f"{_row_label(i, shape)}: {self.name} failed "
+                             f"({type(exc).__name__}: {exc}); NaN")
+            return spike_times
+        for w in caught:
+            raised[f"{w.category.__name__}: {w.message}"] += 1
+        for (i, y, finite), (e, times) in zip(clean, results, strict=True):
+            e, spike_times[i] = self._finish_row(e, times, y, finite, fr,
+                                                 _row_label(i, shape), notes)
+            if e is not None:
+                estimate[i] = e
+        return spike_times
+
+    def _finish_row(
+        self, e: np.ndarray, times: np.ndarray | None, y: np.ndarray, finite: np.ndarray,
+        fr: float, label: str, notes: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Check and normalise one row's output: float32, >= 0, NaN at missing frames."""
         e = np.asarray(e, dtype=np.float64).ravel()
         if e.shape != y.shape:
             raise RuntimeError(

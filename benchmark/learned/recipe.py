@@ -1,0 +1,218 @@
+"""The training recipe of the ``cnn`` method: one validated dataclass (no torch needed).
+
+The defaults are the published CASCADE recipe (Rupprecht et al. 2021): a 64-frame window of raw
+dF/F (32 frames before the target frame, the target frame, 31 after) at 30 Hz;
+conv(30, k31) -> conv(40, k19) -> max-pool 2 -> conv(50, k5) -> max-pool 2 -> dense(10 per step)
+-> flatten -> dense(1), ReLU after every layer but the last, 34,381 parameters; mean squared
+error against ground-truth spikes smoothed with a Gaussian of SD 0.05 s; Adagrad with learning
+rate 0.05; batches of 1,024; 20 epochs of at most 5 M samples; one ensemble of 5 networks per
+noise level nu = 1..9 (% Hz^-1/2).
+
+``noise_conditioning=True`` replaces the per-level ensembles by one ensemble whose networks see
+the noise level: FiLM (a per-channel scale and shift of every convolution's output, computed by
+a small network from log nu) trained on all levels at once. A constant extra input channel would
+be weaker: through unpadded convolutions it only adds a bias, linear in nu, to the first layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cabench.errors import CabenchError
+
+OPTIMIZERS = ("adagrad", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a trained ``cnn`` model, with the published defaults.
+
+    Architecture: ``window`` frames of dF/F (fraction, no normalisation), of which ``before``
+    precede the target frame (the target is window index ``before``); three convolutions with
+    ``filters`` and ``kernels`` (no padding), max-pool 2 after the second and third, a dense
+    layer of ``dense`` units applied per remaining time step, then one linear output: expected
+    spikes in the target frame. ``film_hidden`` units map log nu to the FiLM scales and shifts
+    when ``noise_conditioning``.
+
+    Data: ground truth resampled to ``frame_rate`` (Hz), noise added up to each of
+    ``noise_levels`` (nu, % Hz^-1/2), targets smoothed with a Gaussian of SD ``smoothing_s``
+    seconds (0: no smoothing). At most ``max_samples`` samples per network and epoch, datasets
+    weighted equally, at most ``max_replicas`` noisy copies per recording and level;
+    ``val_fraction`` of the recordings held out for the validation loss.
+
+    Training: ``ensemble_size`` networks per level (or in the one conditioned ensemble),
+    ``epochs`` passes, ``batch_size`` samples per step, ``optimizer`` (``adagrad`` or ``adam``)
+    with ``learning_rate``; ``seed`` makes the whole run reproducible.
+    """
+
+    window: int = 64
+    before: int = 32
+    filters: tuple[int, int, int] = (30, 40, 50)
+    kernels: tuple[int, int, int] = (31, 19, 5)
+    dense: int = 10
+    noise_conditioning: bool = False
+    film_hidden: int = 16
+    frame_rate: float = 30.0
+    smoothing_s: float = 0.05
+    noise_levels: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    max_samples: int = 5_000_000
+    max_replicas: int = 500
+    val_fraction: float = 0.1
+    ensemble_size: int = 5
+    epochs: int = 20
+    batch_size: int = 1024
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", tuple(int(v) for v in self.filters))
+        object.__setattr__(self, "kernels", tuple(int(v) for v in self.kernels))
+        object.__setattr__(self, "noise_levels",
+                           tuple(sorted({float(v) for v in self.noise_levels})))
+        self._check()
+
+    # --- validation ------------------------------------------------------------------------
+    def _check(self) -> None:
+        def positive(name: str, value: float, integer: bool = True) -> None:
+            ok = value > 0 and (not integer or float(value).is_integer())
+            if not ok or not math.isfinite(value):
+                kind = "a positive integer" if integer else "a positive number"
+                raise CabenchError(f"recipe: {name} must be {kind}, got {value!r}")
+
+        for name in ("window", "dense", "film_hidden", "max_samples", "max_replicas",
+                     "ensemble_size", "epochs", "batch_size"):
+            positive(name, getattr(self, name))
+        for name in ("frame_rate", "learning_rate"):
+            positive(name, getattr(self, name), integer=False)
+        if len(self.filters) != 3 or len(self.kernels) != 3:
+            raise CabenchError("recipe: filters and kernels need three values each (one per "
+                               "convolution)")
+        for v in (*self.filters, *self.kernels):
+            positive("filters and kernels", v)
+        if not 0 <= self.before < self.window:
+            raise CabenchError(f"recipe: before must be in 0..window-1 ({self.window - 1}), "
+                               f"got {self.before}")
+        if not (math.isfinite(self.smoothing_s) and self.smoothing_s >= 0):
+            raise CabenchError(f"recipe: smoothing_s must be >= 0 s, got {self.smoothing_s}")
+        if not 0 <= self.val_fraction < 1:
+            raise CabenchError(f"recipe: val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.noise_levels or not all(math.isfinite(v) and v > 0
+                                            for v in self.noise_levels):
+            raise CabenchError(f"recipe: noise_levels must be positive numbers, got "
+                               f"{list(self.noise_levels)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise CabenchError(f"recipe: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                               f"{self.optimizer!r}")
+        if self.steps < 1 or self.receptive_field > self.window:
+            raise CabenchError(
+                f"recipe: kernels {list(self.kernels)} do not fit a window of {self.window} "
+                "frames (each convolution shortens the window by its kernel size - 1, each "
+                "pooling halves it)"
+            )
+
+    # --- geometry --------------------------------------------------------------------------
+    @property
+    def after(self) -> int:
+        """Frames after the target frame in a window."""
+        return self.window - 1 - self.before
+
+    @property
+    def lengths(self) -> tuple[int, int, int, int, int]:
+        """Time steps after conv1, conv2, pool1, conv3 and pool2 for one window."""
+        k1, k2, k3 = self.kernels
+        l1 = self.window - k1 + 1
+        l2 = l1 - k2 + 1
+        p1 = l2 // 2
+        l3 = p1 - k3 + 1
+        return l1, l2, p1, l3, l3 // 2
+
+    @property
+    def steps(self) -> int:
+        """Time steps left for the per-step dense layer (2 for the default recipe)."""
+        l1, l2, p1, l3, p2 = self.lengths
+        return p2 if min(l1, l2, p1, l3, p2) >= 1 else 0
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of the window the output depends on (the window itself by default)."""
+        k1, k2, k3 = self.kernels
+        return (k1 - 1) + (k2 - 1) + 1 + 2 * (k3 - 1) + 2 + 4 * (self.steps - 1) + 1
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of one network (34,381 for the default recipe)."""
+        (f1, f2, f3), (k1, k2, k3) = self.filters, self.kernels
+        n = (f1 * k1 * 1 + f1) + (f2 * k2 * f1 + f2) + (f3 * k3 * f2 + f3)
+        n += f3 * self.dense + self.dense + self.dense * self.steps + 1
+        if self.noise_conditioning:
+            h = self.film_hidden
+            n += 2 * h + h * 2 * (f1 + f2 + f3) + 2 * (f1 + f2 + f3)
+        return n
+
+    @property
+    def n_networks(self) -> int:
+        """Networks of a model: ``ensemble_size`` per level, or one ensemble if conditioned."""
+        groups = 1 if self.noise_conditioning else len(self.noise_levels)
+        return groups * self.ensemble_size
+
+    @property
+    def groups(self) -> list[tuple[float, ...]]:
+        """The noise levels each ensemble is trained on (all of them when conditioned)."""
+        if self.noise_conditioning:
+            return [tuple(self.noise_levels)]
+        return [(v,) for v in self.noise_levels]
+
+    # --- conversion ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["filters"], d["kernels"] = list(self.filters), list(self.kernels)
+        d["noise_levels"] = list(self.noise_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        """A recipe from a dict (e.g. a model's config.json); unknown keys are refused."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise CabenchError(f"recipe: unknown field(s) {', '.join(unknown)}; valid: "
+                               f"{', '.join(valid)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some fields changed (None values are ignored); unknown fields refused."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return Recipe.from_dict({**self.to_dict(), **changes})
+
+
+_RANGE = re.compile(r"^\s*([0-9.]+)\s*\.\.\s*([0-9.]+)\s*$")
+
+
+def parse_noise_levels(text: str) -> tuple[float, ...]:
+    """Noise levels from ``"1..9"`` (integer steps, inclusive), ``"1,2,4"`` or a mix
+    (``"0.5,1..3"``); CabenchError for anything else."""
+    levels: list[float] = []
+    for part in str(text).split(","):
+        m = _RANGE.match(part)
+        try:
+            if m:
+                lo, hi = float(m.group(1)), float(m.group(2))
+                if hi < lo:
+                    raise ValueError
+                levels += [lo + i for i in range(int(math.floor(hi - lo + 1e-9)) + 1)]
+            else:
+                levels.append(float(part))
+        except ValueError:
+            raise CabenchError(
+                f"noise levels: cannot read {part.strip()!r} in {text!r}; give a range like "
+                "1..9, a list like 1,2,4, or both"
+            ) from None
+    bad = [v for v in levels if not (math.isfinite(v) and v > 0)]
+    if bad or not levels:
+        raise CabenchError(f"noise levels must be positive numbers (% Hz^-1/2), got {text!r}")
+    return tuple(sorted(set(levels)))
