@@ -318,6 +318,13 @@ def test_train_method_end_to_end(run, gt_folder, tmp_path):
     res = run(*args, "--quiet", "--force", "--exclude", "DS02-*")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    # missing parent folders are made; a file in the way is a one-line error
+    args[-1] = tmp_path / "models" / "fold1" / "model"
+    assert run(*args, "--quiet").exit_code == 0 and (args[-1] / "weights.pt").is_file()
+    (tmp_path / "file").write_text("")
+    args[-1] = tmp_path / "file" / "model"
+    res = run(*args, "--quiet")
+    assert res.exit_code == 2 and "is not a folder" in res.output, res.output
 
 
 @pytest.mark.parametrize("change, message", [

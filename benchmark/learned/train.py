@@ -330,15 +330,17 @@ def save_model(model: CnnModel, folder: str | Path, record: dict[str, Any] | Non
 
 
 def check_output(folder: str | Path, force: bool) -> None:
-    """CabenchError if ``folder`` cannot be written (exists without ``force``, no parent)."""
+    """CabenchError if ``folder`` cannot be written (exists without ``force``, or its parent
+    is not a folder); missing parent folders are created."""
     folder = Path(folder)
     if folder.exists() and not force:
         raise CabenchError(f"{folder} exists; pass --force to replace it")
     if folder.exists() and not folder.is_dir():
         raise CabenchError(f"{folder} exists and is not a folder")
-    parent = folder.parent if str(folder.parent) else Path(".")
-    if not parent.is_dir():
-        raise CabenchError(f"cannot write {folder}: folder {parent} does not exist")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CabenchError(f"cannot write {folder}: {folder.parent} is not a folder") from None
 
 
 def load_model(folder: str | Path) -> tuple[CnnModel, dict[str, Any]]:
