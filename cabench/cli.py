@@ -33,6 +33,8 @@ LAZY_COMMANDS = {
                     "Print the leaderboard of a suite run."),
     "train-method": ("cabench.benchmark.cli", "train_method",
                      "Train a supervised method (cnn) on ground truth into a model folder."),
+    "train-gan": ("cabench.generators.cli", "train_gan", "Train CalciumGAN on trace files."),
+    "generate": ("cabench.generators.cli", "generate", "Generate traces from a CalciumGAN run."),
 }
 
 
