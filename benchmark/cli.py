@@ -199,3 +199,86 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
         click.echo(f"wrote {output}: {model.recipe.n_networks} networks, trained in "
                    f"{time.perf_counter() - t0:.0f} s; final validation loss "
                    f"{sum(val) / len(val):.4g} (mean over networks)")
+
+
+@click.command("lodo", context_settings=CONTEXT)
+@click.option("--ground-truth", "ground_truth", required=True, type=click.Path(),
+              help="Folder of dataset folders of CASCADE ground truth (.mat files).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (grid/, folds/, models/, table.*, summary.*).")
+@click.option("--models", type=click.Path(file_okay=False), default=None,
+              help="Folder with one cnn model folder per held-out dataset, named after it "
+                   "[default with --train: OUTPUT/models].")
+@click.option("--train", is_flag=True,
+              help="Train the missing fold models (existing ones are kept).")
+@click.option("--datasets", default=None, metavar="NAMES",
+              help="Comma-separated dataset names or globs to include [default: all].")
+@click.option("--grid", "grid_name", type=click.Choice(["full", "small"]), default="full",
+              help="Parameter grid of the model-based methods (cabench.benchmark.lodo).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 20].")
+@click.option("--max-samples", type=click.IntRange(1), default=None,
+              help="Training samples per network and epoch at most [default: 5000000].")
+@click.option("--noise-levels", default=None, metavar="LEVELS",
+              help="Noise levels nu to train at, e.g. '1..9' or '1,2,4' [default: 1..9].")
+@click.option("--noise-conditioning/--per-level", default=None,
+              help="One noise-conditioned ensemble instead of one per level "
+                   "[default: per level].")
+@click.option("--ensemble-size", type=click.IntRange(1), default=None,
+              help="Networks per ensemble [default: 5].")
+@click.option("--seed", type=int, default=None, help="Seed of the training [default: 0].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where to train (auto: CUDA when available).")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Parallel worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run cases on a dask.distributed cluster, e.g. tcp://host:8786.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
+def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_samples,
+         noise_levels, noise_conditioning, ensemble_size, seed, device, jobs, scheduler, quiet):
+    """Leave-one-dataset-out: cnn trained without each dataset against tuned model-based
+    methods on it, natively and at 30 Hz, nu 2.
+
+    Model-based methods: the variant of the grid that is best (median corr_25hz) on the other
+    datasets, and their defaults; one grid run serves every fold. Writes table.csv/md (per
+    held-out dataset) and summary.csv/md (across datasets; whether cnn beats every method's
+    median corr_smoothed and corr_25hz). Finished cases and fold models are reused.
+    """
+    import sys
+    from pathlib import Path
+
+    from cabench.benchmark import lodo as L
+    from cabench.benchmark.learned.data import select_datasets
+    from cabench.errors import CabenchError
+    from cabench.progress import progress_bar
+
+    folders = select_datasets(ground_truth, _names(datasets))
+    if len(folders) < 2:
+        raise CabenchError("leave-one-dataset-out needs at least two datasets")
+    if models is None and not train:
+        raise CabenchError("give --models DIR (one model folder per dataset) or --train")
+    out = Path(output)
+    model_dir = Path(models) if models else out / "models"
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    if train:
+        from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels
+
+        recipe = Recipe().replace(
+            noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
+            noise_conditioning=noise_conditioning, ensemble_size=ensemble_size,
+            epochs=epochs, max_samples=max_samples, seed=seed)
+        L.train_folds(folders, model_dir, recipe, device=device, say=say)
+    fold_models = L.model_folders(model_dir, [f.name for f in folders])
+    grid = L.GRIDS[grid_name]
+    n = len(L.grid_variants(grid))
+    say(f"{len(folders)} datasets x 2 conditions; {n} variants of {len(grid)} methods")
+    with progress_bar(None, "lodo", "case", quiet) as bar:
+        def progress(phase, done, total):
+            bar.set_description(phase[:24], refresh=False)
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        table, summ = L.run_lodo(out, fold_models, folders, grid, jobs=jobs,
+                                 scheduler=scheduler, progress=progress)
+    if not quiet:
+        click.echo(L.summary_markdown(summ), file=sys.stdout)
+        click.echo(f"tables in {out}/ (table.csv, summary.csv)")
