@@ -33,8 +33,10 @@ LAZY_COMMANDS = {
                     "Print the leaderboard of a suite run."),
     "train-method": ("cabench.benchmark.cli", "train_method",
                      "Train a supervised method (cnn) on ground truth into a model folder."),
+    "lodo": ("cabench.benchmark.cli", "lodo", "Leave-one-dataset-out: cnn against tuned methods."),
     "train-gan": ("cabench.generators.cli", "train_gan", "Train CalciumGAN on trace files."),
     "generate": ("cabench.generators.cli", "generate", "Generate traces from a CalciumGAN run."),
+    "evaluate-gan": ("cabench.generators.cli", "evaluate_gan", "Compare GAN and real traces."),
 }
 
 

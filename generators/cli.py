@@ -1,4 +1,5 @@
-"""Command line of the generators: ``cabench train-gan`` and ``cabench generate``."""
+"""Command line of the generators: ``cabench train-gan``, ``cabench generate`` and
+``cabench evaluate-gan``."""
 
 from __future__ import annotations
 
@@ -143,3 +144,49 @@ def generate(run_dir, output, samples, seed, batch_size, device, overwrite, quie
         overwrite=overwrite, command=invocation())
     if not quiet:
         click.echo(f"wrote {output}: {samples} generated windows")
+
+
+@click.command("evaluate-gan", context_settings=CONTEXT)
+@click.option("--real", "real", required=True, type=click.Path(),
+              help="Real trace file (one long trial is cut into windows).")
+@click.option("--fake", "fake", required=True, type=click.Path(),
+              help="Generated trace file (cabench generate).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for comparison.csv and figures/.")
+@click.option("--method", default="oasis-ar1", help="Spike-inference method (cabench methods).")
+@click.option("--method-params", default=None, metavar="JSON",
+              help="Parameters of the method as a JSON object.")
+@click.option("--truth/--no-truth", default=None,
+              help="Also compare with the real file's ground-truth spikes [default: when present].")
+@click.option("--c2st/--no-c2st", "classifier", default=True,
+              help="Classifier two-sample test (ROC AUC; 0.5 = indistinguishable).")
+@click.option("--seed", type=int, default=0, help="Seed of the classifier test.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Device of the classifier test.")
+@click.option("-q", "--quiet", is_flag=True, help="No messages.")
+def evaluate_gan(real, fake, output, method, method_params, truth, classifier, seed, device,
+                 quiet):
+    """Compare generated traces with real ones (CalciumGAN's evaluation).
+
+    Both files are cut into windows of the generated file's length; spikes are inferred per
+    window with --method; firing rates, pairwise correlations (0.5 s bins) and pairwise van
+    Rossum distances (tau 1 s) are compared by KL(real || generated) of 30-bin histograms and
+    the Wasserstein distance, also against ground-truth spikes when the real file has them.
+    A small classifier trained to tell real from generated windows gives a test ROC AUC.
+    Writes OUTPUT/comparison.csv and OUTPUT/figures/.
+
+    Example: cabench evaluate-gan --real rec.h5 --fake gan.h5 -o eval
+    """
+    import sys
+
+    from cabench.generators.evaluate import evaluate_gan as run
+
+    def log(msg):
+        click.echo(msg, err=True)
+
+    df = run(real, fake, output, method=method, method_params=method_params, truth=truth,
+             classifier=classifier, seed=seed, device=device, log=None if quiet else log)
+    if not quiet:
+        cols = ["statistic", "reference", "compared", "kl", "wasserstein", "value", "accuracy"]
+        click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        click.echo(f"wrote {output}/comparison.csv and {output}/figures/", file=sys.stdout)
