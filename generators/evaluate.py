@@ -84,7 +84,14 @@ _COLORS = {"real": "tab:blue", "fake": "tab:orange", "truth": "tab:green"}
 
 # --- inputs and windows ----------------------------------------------------------------------
 def _load(path: str | Path, what: str) -> TraceSet:
-    ts = TraceSet.load(path)
+    """One recording from any format :func:`cabench.readers.read_traces` reads."""
+    from cabench.readers import read_traces
+
+    sets = read_traces(path)
+    if len(sets) != 1:
+        raise CabenchError(f"{path}: the {what} input holds {len(sets)} recordings; give one "
+                           "file of one recording")
+    ts = sets[0]
     if ts.n_frames < 2 or ts.n_cells < 1 or ts.n_trials < 1:
         raise CabenchError(f"{path}: the {what} file holds no traces")
     if not np.isfinite(ts.traces).any():
