@@ -145,7 +145,6 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
     Example (leave DS09 out): cabench train-method cnn --ground-truth ground_truth
     --exclude 'DS09-*' -o models/cnn-no-ds09
     """
-    import sys
     import time
 
     from cabench.benchmark.methods import method_class
@@ -177,16 +176,11 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     say(f"{len(sets)} recordings of {len(folders)} datasets; {recipe.n_networks} networks of "
         f"{recipe.n_parameters()} parameters")
-    from cabench.progress import progress_bar
+    from cabench.progress import bar_callbacks, progress_bar
 
     t0 = time.perf_counter()
     with progress_bar(None, "train", "step", quiet) as bar:
-        def progress(steps, total):
-            bar.total = total
-            bar.update(steps)
-
-        def log(msg):
-            bar.write(msg, file=sys.stderr)
+        progress, log = bar_callbacks(bar)
 
         model, record, curve = train_model(sets, recipe, device=device, progress=progress,
                                            log=None if quiet else log)

@@ -68,12 +68,11 @@ def train_gan(data, run_dir, window, epochs, steps, batch_size, device, precisio
 
     Example: cabench train-gan rec.h5 -o runs/gan --window 2048 --epochs 400
     """
-    import sys
     import time
 
     from cabench.cli import invocation
     from cabench.generators.gan_train import train_gan as train
-    from cabench.progress import progress_bar
+    from cabench.progress import bar_callbacks, progress_bar
 
     distributed = _init_distributed(device)
     rank = int(os.environ.get("RANK", "0")) if distributed else 0
@@ -86,12 +85,7 @@ def train_gan(data, run_dir, window, epochs, steps, batch_size, device, precisio
     t0 = time.perf_counter()
     try:
         with progress_bar(None, "train-gan", "step", quiet) as bar:
-            def progress(n, total):
-                bar.total = total
-                bar.update(n)
-
-            def log(msg):
-                bar.write(msg, file=sys.stderr)
+            progress, log = bar_callbacks(bar)
 
             trainer = train(list(data), run_dir, window=window, steps=steps, epochs=epochs,
                             resume=resume, device=device,
