@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 
 from cabench.errors import CabenchError
+from cabench.folder_config import read_folder_config
 from cabench.generators.calciumgan import (
     GanConfig,
     Generator,
@@ -115,20 +116,7 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 
 # --- run folder ---------------------------------------------------------------------------------
 def read_config(run_dir: str | Path) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG
-    if not path.is_file():
-        raise CabenchError(f"{run_dir}: not a GAN run folder (no {CONFIG})")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CabenchError(f"{path}: cannot read it ({e})") from None
-    if cfg.get("format") != FORMAT:
-        raise CabenchError(f"{path}: not a {FORMAT} folder")
-    if cfg.get("format_version") != FORMAT_VERSION:
-        raise CabenchError(f"{path}: run format version {cfg.get('format_version')}, this "
-                           f"cabench reads version {FORMAT_VERSION}")
-    return cfg
+    return read_folder_config(run_dir, FORMAT, FORMAT_VERSION, "GAN run folder", CONFIG)
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:

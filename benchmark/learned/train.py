@@ -47,6 +47,7 @@ from cabench.benchmark.learned.data import (
 from cabench.benchmark.learned.model import CascadeNet, CnnModel, init_weights
 from cabench.benchmark.learned.recipe import Recipe
 from cabench.errors import CabenchError
+from cabench.folder_config import read_folder_config
 from cabench.traceset import TraceSet
 
 FORMAT = "cabench-cnn"
@@ -346,16 +347,7 @@ def check_output(folder: str | Path, force: bool) -> None:
 def load_model(folder: str | Path) -> tuple[CnnModel, dict[str, Any]]:
     """The model of a model folder and its config; CabenchError for a missing or bad folder."""
     folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise CabenchError(f"{folder}: not a cnn model folder (no config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CabenchError(f"{cfg_path}: cannot read it ({e})") from None
-    if cfg.get("format") != FORMAT or cfg.get("format_version") != FORMAT_VERSION:
-        raise CabenchError(f"{cfg_path}: not a {FORMAT} model of format version "
-                           f"{FORMAT_VERSION}")
+    cfg = read_folder_config(folder, FORMAT, FORMAT_VERSION, "cnn model folder")
     model = CnnModel(Recipe.from_dict(cfg["recipe"]))
     try:
         state = torch.load(folder / cfg.get("weights", WEIGHTS), map_location="cpu",
