@@ -29,13 +29,13 @@ from cabench.benchmark.learned.data import (
 from cabench.benchmark.learned.model import CascadeNet, init_weights
 from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels
 from cabench.benchmark.learned.train import (
-    WindowBatches,
+    SegmentBatches,
     load_model,
     save_model,
     train_model,
 )
 from cabench.benchmark.methods import get_method, method_class
-from cabench.benchmark.methods.cnn import _integrate_back
+from cabench.benchmark.methods.tools import integrate_back
 from cabench.benchmark.metrics import corr_25hz
 from cabench.cli import main
 from cabench.conditions import match_noise, resample
@@ -196,28 +196,39 @@ def _step_set(dataset: str, frames: int, cells: int = 1, seed: int = 0) -> Trace
                     params={"dataset": dataset})
 
 
-def test_samples_are_centred_balanced_capped_and_reproducible():
-    recipe = TINY.replace(smoothing_s=0.0, noise_levels=(0.5,), max_replicas=50)
+@pytest.mark.parametrize("segment", [1, 16])
+def test_samples_are_centred_balanced_capped_and_reproducible(segment):
+    recipe = TINY.replace(smoothing_s=0.0, noise_levels=(0.5,), max_replicas=50,
+                          segment=segment)
     small, big = _step_set("small", 300), _step_set("big", 3000, cells=3, seed=1)
     recs = prepare([small, big], recipe)
     s = build_samples(recs, recipe, (0.5,), 4000, seed=7)
-    # equal samples and equal total weight per dataset; the small one got noisy replicas
-    assert s.n == 4000 and s.counts == {"small": 2000, "big": 2000}
-    from_small = s.centre < 7 * (300 + recipe.window - 1)  # the small set comes first
-    assert s.weight[from_small].sum() == pytest.approx(s.weight[~from_small].sum())
+    # equal target frames and equal total weight per dataset; the small one got replicas
+    assert s.frames == 4000 and s.counts == {"small": 2000, "big": 2000}
+    padded = 300 + recipe.window - 1 + (-300) % segment
+    small_part = np.arange(s.x.size) < 7 * padded  # the small set comes first, 7 replicas
+    assert s.w[small_part].sum() == pytest.approx(s.w[~small_part].sum())
+    assert s.w[s.w > 0].mean() == pytest.approx(1.0)
+    # whole segments, each within one trace's frames: every target lies in a sampled segment
+    assert s.n == pytest.approx(4000 / segment, abs=2)
+    covered = np.zeros(s.x.size, bool)
+    for a in s.start:
+        covered[a : a + segment] = True
+    assert covered[s.w > 0].all()
     # traces are stored once per replica (padded), never as windows
-    assert s.x.size == s.y.size < 2 * (3 * 3000 + 7 * 300 + 10 * recipe.window)
+    assert s.x.size == s.y.size == s.w.size < 2 * (3 * 3000 + 7 * 300 + 10 * padded)
     # the window of the spike's frame has the step exactly at its frame `before`
-    batches = WindowBatches(s, recipe, torch.device("cpu"))
-    at_spike = torch.from_numpy(np.flatnonzero(s.y[s.centre] == 1.0))
-    windows, y, _, nu = batches.get(at_spike)
-    assert len(at_spike) > 0 and (y == 1).all() and (nu == 0.5).all()
+    batches = SegmentBatches(s, recipe, torch.device("cpu"))
+    inputs, y, w, nu = batches.get(torch.arange(s.n))
+    seg_i, frame_i = torch.nonzero((y == 1.0) & (w > 0), as_tuple=True)
+    assert len(seg_i) > 0 and (nu == 0.5).all()
     b = recipe.before
+    windows = inputs[seg_i[:, None], frame_i[:, None] + torch.arange(recipe.window)]
     assert (windows[:, b] > 0.8).all() and (windows[:, b - 1] < 0.2).all()
     # same seed: same samples; another seed: other noise
     again = build_samples(recs, recipe, (0.5,), 4000, seed=7)
-    np.testing.assert_array_equal(again.x, s.x)
-    np.testing.assert_array_equal(again.centre, s.centre)
+    for name in ("x", "w", "start"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(s, name))
     assert not np.array_equal(build_samples(recs, recipe, (0.5,), 4000, seed=8).x, s.x)
 
 
@@ -410,7 +421,7 @@ def test_resampling_conserves_spikes_and_timing(model_folder):
     # integrating back keeps every count exactly, whatever the ratio of rates
     est = np.random.default_rng(0).random((3, 77))
     for n_orig in (154, 200, 61, 77):
-        back = _integrate_back(est, n_orig)
+        back = integrate_back(est, n_orig)
         assert back.shape == (3, n_orig) and (back >= 0).all()
         np.testing.assert_allclose(back.sum(axis=1), est.sum(axis=1), rtol=1e-12)
 

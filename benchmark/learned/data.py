@@ -12,13 +12,19 @@ Per recording (a TraceSet; its dataset is ``params["dataset"]``, as set by
    :func:`cabench.conditions.match_noise` (shot-noise-like, each with its own seed); cells
    already noisier than the level are left out at that level;
 4. each noisy trace is stored once, padded with its edge values by ``before`` frames in front and
-   ``after`` behind (what prediction does at the ends too), all concatenated into one float32
-   array; a sample is the position of its target frame in that array. Windows are cut only
-   when a batch is built (:class:`WindowBatches`, ``torch.Tensor.unfold``), never all at once.
+   ``after`` behind (what prediction does at the ends too; plus up to ``segment - 1`` more
+   behind so its length is a whole number of segments), all concatenated into one float32
+   array. The unit of sampling is a *segment*: ``recipe.segment`` consecutive target frames of
+   one trace. Training evaluates all windows of a segment in one sliding pass, which shares
+   the convolutions of neighbouring windows (``segment = 1``: one window per sample, as
+   published). Windows are cut only when a batch is built (:class:`SegmentBatches`), never
+   all at once.
 
-Balance: every (dataset, level) pair gets the same share of ``max_samples`` samples; a dataset
-gets as many replicas (up to ``max_replicas``) as it needs to fill its share, and if it still
-falls short its samples weigh more, so each dataset carries the same total weight in the loss.
+Balance: every (dataset, level) pair gets the same share of ``max_samples`` target frames,
+drawn as randomly chosen whole segments (the last one trimmed to the share); a dataset gets as
+many replicas (up to ``max_replicas``) as it needs to fill its share, and if it still falls
+short its frames weigh more, so each dataset carries the same total weight in the loss. A frame
+that is not a target (padding, a NaN frame, beyond the share) has weight 0.
 Everything random comes from ``numpy.random.default_rng`` / ``SeedSequence`` seeded by the
 caller; the same seed gives the same samples.
 """
@@ -55,18 +61,26 @@ class Recording:
 
 @dataclass
 class Samples:
-    """Training samples: padded traces and targets concatenated, one entry per sample."""
+    """Training samples: padded traces, targets and per-frame weights concatenated, and the
+    segments that are sampled."""
 
     x: np.ndarray  # float32 (total,), noisy dF/F, padded per trace
     y: np.ndarray  # float32 (total,), targets aligned with x (0 in the padding)
-    centre: np.ndarray  # int64 (n,), position of each sample's target frame in x
-    weight: np.ndarray  # float32 (n,), mean 1; equal total weight per dataset and level
-    nu: np.ndarray  # float32 (n,), the noise level of the sample's trace
-    counts: dict[str, int] = field(default_factory=dict)  # samples per dataset
+    w: np.ndarray  # float32 (total,), loss weight of each frame (0: not a target); mean 1 over
+    #                targets, equal total weight per dataset and level
+    start: np.ndarray  # int64 (n,), position in x of the first target frame of each segment
+    nu: np.ndarray  # float32 (n,), the noise level of each segment's trace
+    counts: dict[str, int] = field(default_factory=dict)  # target frames per dataset
 
     @property
     def n(self) -> int:
-        return int(self.centre.size)
+        """Number of segments."""
+        return int(self.start.size)
+
+    @property
+    def frames(self) -> int:
+        """Number of target frames (samples, in the published recipe's sense)."""
+        return int(np.count_nonzero(self.w))
 
 
 def dataset_of(ts: TraceSet, index: int) -> str:
@@ -126,20 +140,21 @@ def build_samples(
     seed: int | list[int],
     replicas: bool = True,
 ) -> Samples:
-    """Samples of ``recordings`` at the noise ``levels`` (see the module docstring).
+    """Samples of ``recordings`` at the noise ``levels``: at most ``max_samples`` target frames
+    in segments of ``recipe.segment`` frames (see the module docstring).
 
     ``seed``: an int or a sequence of ints (the entropy of every generator used). ``replicas``
     False: one noisy copy per recording and level (validation).
     """
-    before, after = recipe.before, recipe.after
+    before, after, seg = recipe.before, recipe.after, recipe.segment
     entropy = [int(v) for v in np.atleast_1d(seed)]
-    # the choice of samples draws from a stream apart from every replica's noise stream
+    # the choice of segments draws from a stream apart from every replica's noise stream
     choose_rng = np.random.default_rng(np.random.SeedSequence([*entropy, 2**31]))
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
-    chosen: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
     nus: list[np.ndarray] = []
+    weighted: list[tuple[np.ndarray, float]] = []  # (positions, weight) of chosen targets
     counts: dict[str, int] = {}
     offset = 0
     per_level = max_samples / len(levels)
@@ -153,7 +168,8 @@ def build_samples(
         if not frames:
             continue
         quota = per_level / len(frames)
-        available: dict[str, list[np.ndarray]] = {d: [] for d in frames}
+        pools: dict[str, list[np.ndarray]] = {d: [] for d in frames}  # segment starts
+        base, valid = offset, []  # the frames of this level's traces that may be targets
         for ri, r in enumerate(recordings):
             if r.dataset not in frames or not ok[ri].any():
                 continue
@@ -161,6 +177,7 @@ def build_samples(
             if replicas:
                 n_rep = int(min(max(math.ceil(quota / frames[r.dataset]), 1),
                                 recipe.max_replicas))
+            tail = after + (-r.ts.n_frames) % seg
             for k in range(n_rep):
                 seq = np.random.SeedSequence([*entropy, li, ri, k])
                 noisy, report = match_noise(r.ts, level, seed=seq)
@@ -170,33 +187,37 @@ def build_samples(
                 for t in range(noisy.n_trials):
                     for j, c in enumerate(kept):
                         x = noisy.traces[t, j]
-                        xs.append(np.pad(x, (before, after), mode="edge"))
-                        ys.append(np.pad(r.target[t, c], (before, after)))
-                        available[r.dataset].append(
-                            offset + before + np.flatnonzero(r.valid[t, c]))
-                        offset += x.size + before + after
-        for d, parts in available.items():
+                        xs.append(np.pad(x, (before, tail), mode="edge"))
+                        ys.append(np.pad(r.target[t, c], (before, tail)))
+                        valid.append(np.pad(r.valid[t, c], (before, tail)))
+                        pools[r.dataset].append(offset + before + np.arange(0, x.size, seg))
+                        offset += x.size + before + tail
+        is_valid = np.concatenate(valid) if valid else np.zeros(0, bool)
+        for d, parts in pools.items():
             pool = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-            if pool.size == 0:
+            order = choose_rng.permutation(pool)  # segments in a random order
+            targets = is_valid[order[:, None] - base + np.arange(seg)]  # (segments, seg)
+            per_segment = np.cumsum(targets.sum(axis=1))
+            if per_segment.size == 0 or per_segment[-1] == 0:
                 continue
-            take = max(1, min(int(quota), pool.size))  # floor: never above max_samples
-            pick = np.sort(choose_rng.choice(pool, size=take, replace=False))
-            chosen.append(pick)
-            weights.append(np.full(take, quota / take))
-            nus.append(np.full(take, level))
+            take = max(1, min(int(quota), int(per_segment[-1])))  # never above max_samples
+            used = int(np.searchsorted(per_segment, take)) + 1  # segments holding the take
+            pos = (order[:used, None] + np.arange(seg))[targets[:used]][:take]
+            weighted.append((pos, quota / take))
+            starts.append(np.sort(order[:used]))
+            nus.append(np.full(used, level, np.float32))
             counts[d] = counts.get(d, 0) + take
-    if not chosen:
-        return Samples(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                       np.zeros(0, np.float32), np.zeros(0, np.float32), {})
-    w = np.concatenate(weights)
-    return Samples(
-        x=np.concatenate(xs).astype(np.float32),
-        y=np.concatenate(ys).astype(np.float32),
-        centre=np.concatenate(chosen).astype(np.int64),
-        weight=(w / w.mean()).astype(np.float32),
-        nu=np.concatenate(nus).astype(np.float32),
-        counts=counts,
-    )
+    if not starts:
+        return Samples(*(np.zeros(0, np.float32) for _ in range(3)), np.zeros(0, np.int64),
+                       np.zeros(0, np.float32), {})
+    x = np.concatenate(xs).astype(np.float32)
+    w = np.zeros(x.size, np.float32)
+    for pos, weight in weighted:
+        w[pos] = weight
+    w /= w[w > 0].mean()
+    return Samples(x=x, y=np.concatenate(ys).astype(np.float32), w=w,
+                   start=np.concatenate(starts).astype(np.int64), nu=np.concatenate(nus),
+                   counts=counts)
 
 
 def split_recordings(recordings: list[Recording], fraction: float, rng: np.random.Generator

@@ -12,7 +12,8 @@ spans the remaining steps, so the same weights also evaluate *every* window of a
 one pass (:meth:`CascadeNet.sliding`): pooling with stride 1 and the later layers dilated by 2
 and 4 ("shift and stitch"). The result equals the window-by-window output (up to float rounding)
 at about 1/13 of the cost (34 k instead of 440 k multiply-adds per frame), because neighbouring
-windows share their convolutions.
+windows share their convolutions. Training uses it too, on segments of consecutive target
+frames (``recipe.segment``).
 
 FiLM (``recipe.noise_conditioning``): a small network maps log nu to a scale ``1 + g`` and a
 shift ``b`` per channel of each convolution; its output layer starts at zero, so an untrained
@@ -108,7 +109,8 @@ class CascadeNet(nn.Module):
 
 
 def _act(h: torch.Tensor, film: tuple, inplace: bool = False) -> torch.Tensor:
-    """ReLU after an optional FiLM; ``inplace`` (no autograd) saves a copy of ``h``."""
+    """ReLU after an optional FiLM; ``inplace`` saves a copy of ``h`` (autograd allows it: a
+    convolution's backward pass does not need its output)."""
     scale, shift = film
     if scale is not None:
         h = h * scale + shift

@@ -8,6 +8,11 @@ error against ground-truth spikes smoothed with a Gaussian of SD 0.05 s; Adagrad
 rate 0.05; batches of 1,024; 20 epochs of at most 5 M samples; one ensemble of 5 networks per
 noise level nu = 1..9 (% Hz^-1/2).
 
+One default differs: samples are drawn as segments of 32 consecutive target frames whose
+windows share one sliding pass (``segment``; the published recipe is ``segment=1``, one window
+per sample). On all 29 ground-truth datasets (FiLM, 4 epochs of 1.5 M samples, 2 CPU cores) an
+epoch took 7.5 s instead of 50 s and the validation loss was 0.061 instead of 0.066.
+
 ``noise_conditioning=True`` replaces the per-level ensembles by one ensemble whose networks see
 the noise level: FiLM (a per-channel scale and shift of every convolution's output, computed by
 a small network from log nu) trained on all levels at once. A constant extra input channel would
@@ -46,7 +51,10 @@ class Recipe:
     ``val_fraction`` of the recordings held out for the validation loss.
 
     Training: ``ensemble_size`` networks per level (or in the one conditioned ensemble),
-    ``epochs`` passes, ``batch_size`` samples per step, ``optimizer`` (``adagrad`` or ``adam``)
+    ``epochs`` passes, ``batch_size`` samples (target frames) per step, drawn as segments of
+    ``segment`` consecutive target frames whose windows share one sliding pass (1: every
+    sample its own window, as published; longer segments train the same network several times
+    faster per sample on CPU), ``optimizer`` (``adagrad`` or ``adam``)
     with ``learning_rate``; ``seed`` makes the whole run reproducible.
     """
 
@@ -66,6 +74,7 @@ class Recipe:
     ensemble_size: int = 5
     epochs: int = 20
     batch_size: int = 1024
+    segment: int = 32
     optimizer: str = "adagrad"
     learning_rate: float = 0.05
     seed: int = 0
@@ -86,7 +95,7 @@ class Recipe:
                 raise CabenchError(f"recipe: {name} must be {kind}, got {value!r}")
 
         for name in ("window", "dense", "film_hidden", "max_samples", "max_replicas",
-                     "ensemble_size", "epochs", "batch_size"):
+                     "ensemble_size", "epochs", "batch_size", "segment"):
             positive(name, getattr(self, name))
         for name in ("frame_rate", "learning_rate"):
             positive(name, getattr(self, name), integer=False)

@@ -72,54 +72,61 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-class WindowBatches:
-    """Batches of windows cut from :class:`Samples` on the fly (``unfold`` is a view: the
-    windows of a batch are the only copy)."""
+class SegmentBatches:
+    """Batches of segments cut from :class:`Samples` on the fly (``unfold`` gives views: the
+    inputs of a batch are the only copy)."""
 
     def __init__(self, samples: Samples, recipe: Recipe, device: torch.device) -> None:
-        self.x = torch.from_numpy(samples.x).to(device)
-        if self.x.numel() < recipe.window:  # no samples (e.g. no validation recordings)
-            self.x = torch.zeros(recipe.window, device=device)
-        self.windows = self.x.unfold(0, recipe.window, 1)  # (total - window + 1, window) view
-        self.y = torch.from_numpy(samples.y).to(device)
-        self.centre = torch.from_numpy(samples.centre).to(device)
-        self.start = self.centre - recipe.before
-        self.weight = torch.from_numpy(samples.weight).to(device)
+        span = recipe.segment + recipe.window - 1
+        x, y, w = (torch.from_numpy(a).to(device) for a in (samples.x, samples.y, samples.w))
+        if x.numel() < span:  # no samples (e.g. no validation recordings)
+            x = y = w = torch.zeros(span, device=device)
+        self.inputs = x.unfold(0, span, 1)  # (total - span + 1, span)
+        self.y = y.unfold(0, recipe.segment, 1)
+        self.w = w.unfold(0, recipe.segment, 1)
+        self.start = torch.from_numpy(samples.start).to(device)
         self.nu = torch.from_numpy(samples.nu).to(device)
+        self.before = recipe.before
         self.n = samples.n
 
     def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Windows ``(B, window)``, targets, weights and noise levels of samples ``idx``."""
-        return (self.windows[self.start[idx]], self.y[self.centre[idx]], self.weight[idx],
-                self.nu[idx])
+        """For segments ``idx``: inputs ``(B, segment + window - 1)``, targets and weights
+        ``(B, segment)`` and noise levels ``(B,)``."""
+        s = self.start[idx]
+        return self.inputs[s - self.before], self.y[s], self.w[s], self.nu[idx]
 
 
 def _loss(net: CascadeNet, batch: tuple[torch.Tensor, ...], device: torch.device
-          ) -> torch.Tensor:
-    windows, y, w, nu = batch
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Weighted squared error summed over the batch's target frames, their number)."""
+    inputs, y, w, nu = batch
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pred = net(windows, nu)
-    return (w * (pred.float() - y) ** 2).mean()
+        pred = net.sliding(inputs, nu)
+    return (w * (pred.float() - y) ** 2).sum(), (w > 0).sum()
 
 
-def evaluate(net: CascadeNet, data: WindowBatches, device: torch.device,
-             batch_size: int = 8192) -> float:
-    """Weighted mean squared error of ``net`` on all samples of ``data`` (NaN if none)."""
+def evaluate(net: CascadeNet, data: SegmentBatches, device: torch.device,
+             batch_size: int = 256) -> float:
+    """Weighted mean squared error of ``net`` over all target frames of ``data`` (NaN if
+    none); ``batch_size`` segments per pass."""
     if data.n == 0:
         return float("nan")
     net.eval()
     total = torch.zeros((), device=device)
+    count = torch.zeros((), device=device)
     with torch.inference_mode():
         for b in range(0, data.n, batch_size):
             idx = torch.arange(b, min(b + batch_size, data.n), device=device)
-            total += _loss(net, data.get(idx), device) * idx.numel()
-    return float(total) / data.n
+            err, n = _loss(net, data.get(idx), device)
+            total += err
+            count += n
+    return float(total / count.clamp_min(1))
 
 
 def fit_network(
     net: CascadeNet,
-    train: WindowBatches,
-    val: WindowBatches,
+    train: SegmentBatches,
+    val: SegmentBatches,
     recipe: Recipe,
     device: torch.device,
     generator: torch.Generator,
@@ -133,23 +140,24 @@ def fit_network(
             net.parameters(), lr=recipe.learning_rate, initial_accumulator_value=0.1, eps=1e-7)
     else:
         opt = torch.optim.Adam(net.parameters(), lr=recipe.learning_rate)
-    bs = recipe.batch_size
+    bs = _segments_per_batch(recipe)
     rows = []
     for epoch in range(recipe.epochs):
         t0 = time.perf_counter()
         net.train()
         perm = torch.randperm(train.n, generator=generator).to(device)
         total = torch.zeros((), device=device)
+        count = torch.zeros((), device=device)
         for b in range(0, train.n, bs):
-            idx = perm[b : b + bs]
-            loss = _loss(net, train.get(idx), device)
+            err, n = _loss(net, train.get(perm[b : b + bs]), device)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (err / n.clamp_min(1)).backward()
             opt.step()
-            total += loss.detach() * idx.numel()
+            total += err.detach()
+            count += n
             if progress is not None:
                 progress(1, total_steps() if total_steps else 0)
-        train_loss = float(total) / max(train.n, 1)
+        train_loss = float(total / count.clamp_min(1))
         val_loss = evaluate(net, val, device)
         rows.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
                          seconds=time.perf_counter() - t0))
@@ -157,8 +165,12 @@ def fit_network(
     return rows
 
 
-def _steps(n: int, recipe: Recipe) -> int:
-    return recipe.epochs * math.ceil(n / recipe.batch_size)
+def _segments_per_batch(recipe: Recipe) -> int:
+    return max(1, recipe.batch_size // recipe.segment)
+
+
+def _steps(n_segments: int, recipe: Recipe) -> int:
+    return recipe.epochs * math.ceil(n_segments / _segments_per_batch(recipe))
 
 
 def train_model(
@@ -201,7 +213,7 @@ def train_model(
     model = CnnModel(recipe)
     data_entropy = [int(v) for v in data_seq.generate_state(2)]
     net_seeds = net_seq.generate_state(recipe.n_networks, dtype=np.uint64)
-    est = _steps(recipe.max_samples, recipe)
+    est = _steps(math.ceil(recipe.max_samples / recipe.segment), recipe)
     known: dict[int, int] = {}
 
     def total_steps() -> int:
@@ -221,8 +233,9 @@ def train_model(
         if train.n == 0:  # cannot happen after the eligibility test, but be explicit
             raise CabenchError(f"no training samples at noise level(s) {label}")
         known[g] = recipe.ensemble_size * _steps(train.n, recipe)
-        samples[label] = dict(train=train.n, validation=val.n, per_dataset=train.counts)
-        tb, vb = WindowBatches(train, recipe, dev), WindowBatches(val, recipe, dev)
+        samples[label] = dict(train=train.frames, validation=val.frames,
+                              segments=train.n, per_dataset=train.counts)
+        tb, vb = SegmentBatches(train, recipe, dev), SegmentBatches(val, recipe, dev)
         for m, net in enumerate(model.groups[g]):
             gen = torch.Generator().manual_seed(int(net_seeds[g * recipe.ensemble_size + m]))
             init_weights(net, gen)
