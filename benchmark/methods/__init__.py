@@ -20,6 +20,7 @@ from cabench.benchmark.methods.base import (
     Param,
     spike_times_from_estimate,
 )
+from cabench.benchmark.methods.cascade import Cascade
 from cabench.benchmark.methods.cnn import Cnn
 from cabench.benchmark.methods.derivative import Derivative
 from cabench.benchmark.methods.oasis_ar1 import OasisAR1
@@ -40,6 +41,7 @@ METHODS: tuple[type[Method], ...] = (
     Wiener,
     Derivative,
     Cnn,
+    Cascade,
 )
 
 _BY_NAME: dict[str, type[Method]] = {m.name: m for m in METHODS}

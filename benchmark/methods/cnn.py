@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
+from cabench.benchmark.methods.tools import RATE_TOLERANCE, integrate_back, resample_rows
 from cabench.errors import CabenchError
 
 #: the packaged default model folder (``cabench/benchmark/models/cnn-default``)
 DEFAULT_MODEL = "default"
-#: rates closer than this fraction are not resampled (CASCADE's rule, as in cabench.conditions)
-RATE_TOLERANCE = 0.05
 
 
 def default_model_folder() -> Path:
@@ -152,7 +151,7 @@ class Cnn(Method):
         resampled = abs(frame_rate / r.frame_rate - 1.0) > RATE_TOLERANCE
         rate = frame_rate
         if resampled:
-            x, rate = _resample(x, frame_rate, r.frame_rate)
+            x, rate = resample_rows(x, frame_rate, r.frame_rate)
         n = x.shape[1]
         if n < r.window // 2:
             warnings.warn(f"traces of {n} frames at the model's {r.frame_rate:g} Hz are much "
@@ -167,31 +166,6 @@ class Cnn(Method):
                             batch_frames=self.parameters["batch_size"])
         est = np.maximum(np.stack(est).astype(np.float64), 0.0)
         if resampled:
-            est = _integrate_back(est, n_orig)
+            est = integrate_back(est, n_orig)
         return [(e, None) for e in est]
 
-
-def _resample(x: np.ndarray, frame_rate: float, target: float) -> tuple[np.ndarray, float]:
-    """Rows ``(rows, frames)`` FFT-resampled to ``target`` Hz; the exact new rate."""
-    from cabench.conditions import resample
-    from cabench.traceset import TraceSet
-
-    ts = resample(TraceSet(traces=x[None].astype(np.float32), frame_rate=frame_rate), target,
-                  tolerance=0.0)
-    return ts.traces[0].astype(np.float64), ts.frame_rate
-
-
-def _integrate_back(est: np.ndarray, n_orig: int) -> np.ndarray:
-    """Per-frame estimates on ``n`` model frames -> ``n_orig`` recording frames, conserving
-    counts: the piecewise-constant rate is integrated over each recording frame's interval
-    (model frame ``k`` covers ``[k - 1/2, k + 1/2) * n_orig / n`` in recording frames)."""
-    n = est.shape[1]
-    edges_model = (np.arange(n + 1) - 0.5) * (n_orig / n)
-    edges_orig = np.arange(n_orig + 1) - 0.5
-    cum = np.concatenate([np.zeros((est.shape[0], 1)), np.cumsum(est, axis=1)], axis=1)
-    pos = np.clip(edges_orig, edges_model[0], edges_model[-1])
-    pos[0], pos[-1] = edges_model[0], edges_model[-1]  # the ends take what lies beyond them
-    k = np.clip(np.searchsorted(edges_model, pos, side="right") - 1, 0, n - 1)
-    frac = (pos - edges_model[k]) / (edges_model[k + 1] - edges_model[k])
-    c = cum[:, k] + frac * (cum[:, k + 1] - cum[:, k])
-    return np.diff(c, axis=1)

@@ -1,4 +1,4 @@
-"""Helpers shared by the model-based methods: noise, baseline, kernels, indicator defaults."""
+"""Helpers shared by the methods: noise, baseline, kernels, indicator defaults, resampling."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from cabench.simulators.presets import PRESETS
 
 #: indicator presets a method's ``indicator`` parameter may name
 INDICATORS: tuple[str, ...] = tuple(PRESETS)
+#: rates closer than this fraction are not resampled by the methods that run at a model's
+#: frame rate (CASCADE's rule, as in :data:`cabench.conditions.RATE_TOLERANCE`)
+RATE_TOLERANCE = 0.05
 
 
 def indicator_kinetics(name: str) -> dict[str, float]:
@@ -231,3 +234,30 @@ def shift_earlier(x: np.ndarray, delay: float) -> np.ndarray:
         out[: n - i - 1] += f * x[i + 1 :]
         out[0] += f * x[: i + 1].sum()
     return out
+
+
+# --- running at a model's frame rate (cnn, cascade) ------------------------------------------
+def resample_rows(x: np.ndarray, frame_rate: float, target: float) -> tuple[np.ndarray, float]:
+    """Rows ``(rows, frames)`` FFT-resampled to ``target`` Hz; the exact new rate."""
+    from cabench.conditions import resample
+    from cabench.traceset import TraceSet
+
+    ts = resample(TraceSet(traces=x[None].astype(np.float32), frame_rate=frame_rate), target,
+                  tolerance=0.0)
+    return ts.traces[0].astype(np.float64), ts.frame_rate
+
+
+def integrate_back(est: np.ndarray, n_orig: int) -> np.ndarray:
+    """Per-frame estimates on ``n`` model frames -> ``n_orig`` recording frames, conserving
+    counts: the piecewise-constant rate is integrated over each recording frame's interval
+    (model frame ``k`` covers ``[k - 1/2, k + 1/2) * n_orig / n`` in recording frames)."""
+    n = est.shape[1]
+    edges_model = (np.arange(n + 1) - 0.5) * (n_orig / n)
+    edges_orig = np.arange(n_orig + 1) - 0.5
+    cum = np.concatenate([np.zeros((est.shape[0], 1)), np.cumsum(est, axis=1)], axis=1)
+    pos = np.clip(edges_orig, edges_model[0], edges_model[-1])
+    pos[0], pos[-1] = edges_model[0], edges_model[-1]  # the ends take what lies beyond them
+    k = np.clip(np.searchsorted(edges_model, pos, side="right") - 1, 0, n - 1)
+    frac = (pos - edges_model[k]) / (edges_model[k + 1] - edges_model[k])
+    c = cum[:, k] + frac * (cum[:, k + 1] - cum[:, k])
+    return np.diff(c, axis=1)
