@@ -6,10 +6,11 @@ weights do not matter for speed) is written to a temporary model folder and run 
 the whole method), once per ensemble size, on the CPU and on CUDA when available. The traces
 are simulated (GCaMP6f, nu spread over 1-9 so every per-level ensemble is used). Prints the best
 of ``--repeats`` wall times and cells x frames per second. Target: under 10 s on 2 CPU cores
-for one network per noise level.
+for one network per noise level. ``--model default`` (or a model folder) times that trained
+model instead, e.g. the shipped default (one FiLM-conditioned ensemble of 3 networks).
 
 Usage: python perf/cnn_speed.py [--cells 1000] [--frames 10000] [--ensemble 1,5]
-[--repeats 2] [--threads N] [--batch-size 32768]
+[--model default|FOLDER] [--repeats 2] [--threads N] [--batch-size 32768]
 """
 
 import argparse
@@ -25,6 +26,8 @@ def main():
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--frames", type=int, default=10000)
     ap.add_argument("--ensemble", default="1,5", help="ensemble sizes to time")
+    ap.add_argument("--model", default=None, help="time this model folder ('default': the "
+                    "shipped one) instead of random models of --ensemble sizes")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     ap.add_argument("--batch-size", type=int, default=32768, help="frames per forward pass")
@@ -49,6 +52,22 @@ def main():
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"{traces.shape[0]} cells x {traces.shape[1]} frames at 30 Hz, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch_size} frames")
+
+    def time_model(label, model):
+        for device in devices:
+            m = get_method("cnn", model=model, device=device, batch_size=a.batch_size)
+            m.infer(traces[:4, :2000], 30.0)  # load the model, warm up
+            best = float("inf")
+            for _ in range(a.repeats):
+                t0 = time.perf_counter()
+                res = m.infer(traces, 30.0)
+                best = min(best, time.perf_counter() - t0)
+            assert np.isfinite(res.estimate).all()
+            print(f"{device:>4}: {label}: {best:6.2f} s, {n / best / 1e6:6.2f} M cell-frames/s")
+
+    if a.model:
+        time_model(f"model {a.model}", a.model)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for size in [int(s) for s in a.ensemble.split(",")]:
             recipe = Recipe(ensemble_size=size)
@@ -58,19 +77,7 @@ def main():
                 if hasattr(net, "conv1"):
                     init_weights(net, gen)
             folder = save_model(model, f"{tmp}/m{size}")
-            for device in devices:
-                m = get_method("cnn", model=str(folder), device=device,
-                               batch_size=a.batch_size)
-                m.infer(traces[:4, :2000], 30.0)  # load the model, warm up
-                best = float("inf")
-                for _ in range(a.repeats):
-                    t0 = time.perf_counter()
-                    res = m.infer(traces, 30.0)
-                    best = min(best, time.perf_counter() - t0)
-                assert np.isfinite(res.estimate).all()
-                print(f"{device:>4}: {size} network(s) per noise level: {best:6.2f} s, "
-                      f"{n / best / 1e6:6.2f} M cell-frames/s")
-
+            time_model(f"{size} network(s) per noise level", str(folder))
 
 if __name__ == "__main__":
     main()

@@ -54,8 +54,8 @@ THRESHOLDS = {
     "peeling": (0.55, (0.5, 2.0)),
     "wiener": (0.50, (0.5, 3.0)),
     "derivative": (0.40, (0.5, 3.0)),
-    # cnn runs here only once a default model ships (tests/test_cnn.py covers it until then);
-    # to be set from that model's measured scores
+    # the shipped default model (trained on real ground truth only) on seeds 1-10: correlation
+    # 0.53-0.61, total ratio 1.07-1.59
     "cnn": (0.50, (0.5, 2.0)),
     # cascade is skipped here (it needs cascade2p and model=PATH); tests/test_cascade.py
     "cascade": (0.50, (0.5, 2.0)),

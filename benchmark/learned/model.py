@@ -113,7 +113,10 @@ def _act(h: torch.Tensor, film: tuple, inplace: bool = False) -> torch.Tensor:
     convolution's backward pass does not need its output)."""
     scale, shift = film
     if scale is not None:
-        h = h * scale + shift
+        if inplace and not torch.is_grad_enabled():
+            h = h.mul_(scale).add_(shift)
+        else:
+            h = torch.addcmul(shift, h, scale)
     return F.relu_(h) if inplace else F.relu(h)
 
 
