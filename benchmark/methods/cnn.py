@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from cabench.benchmark.methods.base import Method, Param
-from cabench.benchmark.methods.tools import RATE_TOLERANCE, integrate_back, resample_rows
+from cabench.benchmark.methods.tools import integrate_back, resample_rows
+from cabench.conditions import RATE_TOLERANCE
 from cabench.errors import CabenchError
 
 #: the packaged default model folder (``cabench/benchmark/models/cnn-default``)

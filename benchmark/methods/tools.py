@@ -12,9 +12,6 @@ from cabench.simulators.presets import PRESETS
 
 #: indicator presets a method's ``indicator`` parameter may name
 INDICATORS: tuple[str, ...] = tuple(PRESETS)
-#: rates closer than this fraction are not resampled by the methods that run at a model's
-#: frame rate (CASCADE's rule, as in :data:`cabench.conditions.RATE_TOLERANCE`)
-RATE_TOLERANCE = 0.05
 
 
 def indicator_kinetics(name: str) -> dict[str, float]:
