@@ -24,8 +24,6 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.signal import resample as fft_resample
 
 from cabench.errors import CabenchError
 from cabench.noise_level import noise_level_nu
@@ -77,6 +75,8 @@ def resample(ts: TraceSet, frame_rate: float, tolerance: float = RATE_TOLERANCE)
 
 def _resample_rows(x: np.ndarray, n_new: int) -> np.ndarray:
     """FFT-resample the last axis of ``x`` to ``n_new`` samples (line removed, NaN bridged)."""
+    from scipy.signal import resample as fft_resample  # scipy.signal is slow to import
+
     rows = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
     n_old = rows.shape[1]
     out = np.full((rows.shape[0], n_new), np.nan)
@@ -146,6 +146,7 @@ def match_noise(
 
 def _noise_scale(y: np.ndarray, w: np.ndarray, nu: float, frame_rate: float) -> float:
     """Scale ``s`` with ``nu(y + s * w) = nu`` (0 if ``y`` is within tolerance already)."""
+    from scipy.optimize import brentq
 
     def excess(s: float) -> float:
         return float(noise_level_nu((y + s * w)[None], frame_rate)[0]) - nu
