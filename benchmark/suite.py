@@ -19,6 +19,15 @@ A suite is a TOML file::
     name = "sim-6f"
     simulate = { preset = "GCaMP6f", cells = 10, duration = 120, noise = 2, seed = 1 }
 
+    [[datasets]]
+    name = "gan-6f"
+    gan = "runs/calciumgan"             # a GAN run folder (resolved like path); traces are
+    samples = 100                       # generated on the fly (unconditional: this many
+    seed = 1                            # windows), cached in out_dir/gan/; source "gan"
+    # reference = "real.h5"             # unconditional only: real data to compare with
+                                        # (default: the run's training files)
+    # spikes = "spikes.h5"              # conditional runs: input spikes (or simulate = {...})
+
     [[methods]]
     name = "oasis-ar1"
     params = { penalty = 1.0 }          # optional; validated by the method
@@ -37,6 +46,11 @@ dataset, recording, cell, method and metric), ``leaderboard.csv`` and ``leaderbo
 (medians across cells per dataset and method, computed from ``scores.csv``), ``excluded.csv``
 (cells left out by a dataset's ``noise`` condition because they are noisier than the target,
 as CASCADE does) and figures (:mod:`cabench.benchmark.figures`).
+
+Unconditional GAN datasets have no ground truth: each method gets one case per dataset that
+compares the statistics of the spikes it infers on the generated traces with those it infers on
+the real data (metrics ``rate_kl``, ``rate_wasserstein``, ..., ``wasserstein_norm``, lower is
+better; see :mod:`cabench.benchmark.gan_datasets`); they have their own leaderboard section.
 
 ``resample`` and ``noise`` set a standard recording condition (:mod:`cabench.conditions`):
 each recording is resampled to the rate, then every cell gets Gaussian noise scaled by
@@ -72,7 +86,12 @@ from cabench.traceset import atomic_path, ragged
 SUITE_KEYS = ("name", "description", "data_root", "datasets", "methods", "metrics")
 DATASET_KEYS = (
     "name", "path", "simulate", "source", "frame_rate", "options", "resample", "noise", "seed",
+    "gan", "samples", "spikes", "reference",
 )
+#: keys of GAN datasets (cabench.benchmark.gan_datasets); those naming files resolve like path
+GAN_KEYS = ("gan", "samples", "spikes", "reference")
+PATH_KEYS = {"path": "dataset path", "gan": "gan run folder", "spikes": "spikes file",
+             "reference": "reference file"}
 METHOD_KEYS = ("name", "label", "params")
 SCORE_COLUMNS = (
     "dataset", "source", "condition", "recording", "cell", "noise_level", "method", "metric",
@@ -103,6 +122,13 @@ class DatasetSpec:
     resample: float | None = None
     noise: float | None = None
     seed: int | None = None
+    gan: str | None = None  # a GAN run folder (see cabench.benchmark.gan_datasets)
+    samples: int | None = None
+    spikes: str | None = None
+    reference: str | None = None
+    #: set by validation / by the suite runner for GAN datasets: the run kind and the cache
+    gan_kind: str | None = field(default=None, repr=False)
+    gan_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def condition(self) -> str:
@@ -116,7 +142,11 @@ class DatasetSpec:
         """The recordings of this dataset at its condition: their names, their TraceSets (one
         for a simulation; None for a recording whose every cell is noisier than ``noise``)
         and one row per cell left out by ``noise``."""
-        if self.simulate is not None:
+        if self.gan is not None:
+            from cabench.benchmark.gan_datasets import load_sets
+
+            sets = load_sets(self)
+        elif self.simulate is not None:
             from cabench.simulators.pipeline import Simulation
 
             sets = [Simulation(dict(self.simulate)).run(keep_calcium=False)]
@@ -216,7 +246,11 @@ def _validate(suite: Suite) -> None:
         if d.name in seen:
             raise CabenchError(f"{where}: name used twice")
         seen.add(d.name)
-        if (d.path is None) == (d.simulate is None):
+        if any(getattr(d, k) is not None for k in GAN_KEYS):
+            from cabench.benchmark.gan_datasets import validate
+
+            validate(d, where)
+        elif (d.path is None) == (d.simulate is None):
             raise CabenchError(f"{where}: give exactly one of 'path' and 'simulate'")
         if d.source is not None and d.source not in SOURCES:
             raise CabenchError(f"{where}: source {d.source!r} is not one of {', '.join(SOURCES)}")
@@ -234,7 +268,7 @@ def _validate(suite: Suite) -> None:
                 resolve(d.simulate)
             except CabenchError as e:
                 raise CabenchError(f"{where}: simulate: {e}") from None
-        elif not Path(d.path).exists():
+        elif d.path is not None and not Path(d.path).exists():
             raise CabenchError(f"{where}: path {d.path} does not exist")
     seen = set()
     for i, m in enumerate(suite.methods):
@@ -253,7 +287,8 @@ def _validate(suite: Suite) -> None:
     _refuse_unknown(suite.metrics, tuple(CELL_PARAMS), "[metrics]")
 
 
-def _resolve_path(path: str, suite_dir: Path, data_root: Path | None) -> str:
+def _resolve_path(path: str, suite_dir: Path, data_root: Path | None,
+                  what: str = "dataset path") -> str:
     p = Path(path).expanduser()
     if p.is_absolute():
         tried = [p]
@@ -263,7 +298,7 @@ def _resolve_path(path: str, suite_dir: Path, data_root: Path | None) -> str:
         if t.exists():
             return str(t)
     raise CabenchError(
-        f"dataset path {path!r} not found (tried: {', '.join(str(t) for t in tried)})"
+        f"{what} {path!r} not found (tried: {', '.join(str(t) for t in tried)})"
     )
 
 
@@ -289,11 +324,12 @@ def load_suite(path: str | Path, data_root: str | Path | None = None) -> Suite:
     for i, d in enumerate(_list_of_tables(raw.get("datasets", []), "datasets", path)):
         _refuse_unknown(d, DATASET_KEYS, f"{path}: datasets[{i}] ({d.get('name', '?')})")
         d = {"name": "", **d}
-        if d.get("path") is not None:
-            try:
-                d["path"] = _resolve_path(str(d["path"]), suite_dir, root)
-            except CabenchError as e:
-                raise CabenchError(f"{path}: dataset {d.get('name', i)!r}: {e}") from None
+        for key in PATH_KEYS:
+            if d.get(key) is not None:
+                try:
+                    d[key] = _resolve_path(str(d[key]), suite_dir, root, PATH_KEYS[key])
+                except CabenchError as e:
+                    raise CabenchError(f"{path}: dataset {d.get('name', i)!r}: {e}") from None
         if d.get("simulate") is not None and isinstance(d["simulate"], dict):
             sim = dict(d["simulate"])
             if sim.get("seed") is None:  # a fixed seed keeps reruns and cached cases the same
@@ -417,12 +453,25 @@ class Case:
             method=self.method.name,
             method_label=self.method.label,
             method_params=self.method.params,
-            dataset=asdict(self.dataset),
+            dataset=_dataset_spec(self.dataset),
             recording=self.recording,
             recording_index=self.index,
             metrics=self.metrics,
             global_seed=self.seed,
         ))
+
+
+def _dataset_spec(d: DatasetSpec) -> dict[str, Any]:
+    """The dataset's fields that determine its cases: GAN fields only when set (so that specs
+    of other datasets stay as they were), and of the GAN cache only its key."""
+    spec = asdict(d)
+    for k in (*GAN_KEYS, "gan_kind"):
+        if spec[k] is None:
+            del spec[k]
+    cache = spec.pop("gan_cache")
+    if d.gan is not None:
+        spec["gan_cache_key"] = cache["key"] if cache else None
+    return spec
 
 
 def _versions(method_name: str) -> dict[str, str]:
@@ -479,6 +528,10 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
     from cabench.benchmark.methods import get_method
     from cabench.benchmark.metrics import score_cell
 
+    if case.dataset.gan_kind == "unconditional":  # no ground truth: GAN vs real statistics
+        from cabench.benchmark.gan_datasets import run_statistics_case
+
+        return run_statistics_case(case, ts)
     folder = case.folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "log.json").unlink(missing_ok=True)
@@ -642,6 +695,10 @@ def run_suite(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if any(d.gan is not None for d in suite.datasets):
+        from cabench.benchmark.gan_datasets import materialise
+
+        materialise(suite, out, force=force)  # generated traces, cached in out/gan/
     cases, loaded, excluded = _cases(suite, out)
     total = len(cases)
     done = 0
@@ -749,7 +806,23 @@ def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     """Dataset x method: median of each metric across cells, with a rank per dataset by the
     median ``corr_25hz`` (1 = best; ties share the best rank; NaN last), the number of cells
     scored and of failed recordings, and the median noise level nu of the scored cells
-    (% Hz^-1/2). Computed from tidy scores only (as written to ``scores.csv``)."""
+    (% Hz^-1/2). Computed from tidy scores only (as written to ``scores.csv``).
+
+    Unconditional GAN datasets (scored by GAN-vs-real statistics of inferred spikes, no ground
+    truth) follow the other datasets with their own columns, rank and empty ``n_cells``
+    (:func:`cabench.benchmark.gan_datasets.statistics_leaderboard`)."""
+    from cabench.benchmark.gan_datasets import split_scores, statistics_leaderboard
+
+    ordinary, stats = split_scores(scores)
+    if stats.empty:
+        return _leaderboard(scores)
+    if ordinary.empty:
+        return statistics_leaderboard(stats)
+    return pd.concat([_leaderboard(ordinary), statistics_leaderboard(stats)], ignore_index=True)
+
+
+def _leaderboard(scores: pd.DataFrame, rank_metric: str = RANK_METRIC,
+                 ascending: bool = False) -> pd.DataFrame:
     if scores.empty:
         return pd.DataFrame(
             columns=["dataset", "method", "rank", "n_cells", "n_failed", "noise_level"])
@@ -775,9 +848,9 @@ def leaderboard(scores: pd.DataFrame) -> pd.DataFrame:
     board.insert(2, "n_cells", n_cells.reindex(idx, fill_value=0).to_numpy())
     board.insert(3, "n_failed", n_failed.reindex(idx, fill_value=0).to_numpy())
     board.insert(4, "noise_level", nu.reindex(idx).to_numpy())
-    key = board[RANK_METRIC] if RANK_METRIC in board else pd.Series(np.nan, index=board.index)
+    key = board[rank_metric] if rank_metric in board else pd.Series(np.nan, index=board.index)
     rank = key.groupby(board["dataset"], observed=True).rank(
-        ascending=False, method="min", na_option="bottom")
+        ascending=ascending, method="min", na_option="bottom")
     board.insert(2, "rank", rank.astype(int))
     board = board.sort_values(["dataset", "rank", "method"], kind="stable")
     board["dataset"] = board["dataset"].astype(str)
@@ -789,7 +862,22 @@ def summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Methods across datasets, per source and condition: the number of datasets, the median
     over datasets of each dataset's median (:data:`SUMMARY_METRICS`), the mean rank and the
     number of datasets where the method ranks first. Sorted best first by that median
-    ``corr_25hz``."""
+    ``corr_25hz``. Unconditional GAN datasets follow in rows of their own, with their own
+    metrics (:func:`cabench.benchmark.gan_datasets.statistics_summary`)."""
+    from cabench.benchmark.gan_datasets import split_scores, statistics_summary
+
+    ordinary, stats = split_scores(scores)
+    if stats.empty:
+        return _summary(board, scores)
+    names = set(stats["dataset"].astype(str))
+    is_stat = board["dataset"].isin(names)
+    parts = [statistics_summary(board[is_stat], stats)]
+    if not ordinary.empty:
+        parts.insert(0, _summary(board[~is_stat], ordinary))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     columns = ["source", "condition", "method", "n_datasets", "mean_rank", "wins",
                *SUMMARY_METRICS]
     if board.empty:
@@ -828,7 +916,19 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
 
 
 def leaderboard_markdown(board: pd.DataFrame, scores: pd.DataFrame) -> str:
-    """The summary across datasets and the per-dataset leaderboard as markdown."""
+    """The summary across datasets and the per-dataset leaderboard as markdown; unconditional
+    GAN datasets in a section of their own that says what their columns compare."""
+    from cabench.benchmark.gan_datasets import STAT_METRICS, split_scores, statistics_markdown
+
+    ordinary, stats = split_scores(scores)
+    if not stats.empty:
+        names = set(stats["dataset"].astype(str))
+        rest = board[~board["dataset"].isin(names)]
+        rest = rest[[c for c in rest.columns if c not in STAT_METRICS]]
+        text = statistics_markdown(board, scores)
+        if ordinary.empty:
+            return text.lstrip("\n")
+        return leaderboard_markdown(rest.reset_index(drop=True), ordinary) + text
     return ("## Across datasets (median of dataset medians)\n\n"
             + markdown_table(summary(board, scores))
             + "\n## Per dataset (median over cells)\n\n" + markdown_table(board))
