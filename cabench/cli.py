@@ -34,8 +34,13 @@ LAZY_COMMANDS = {
     "train-method": ("cabench.benchmark.cli", "train_method",
                      "Train a supervised method (cnn) on ground truth into a model folder."),
     "lodo": ("cabench.benchmark.cli", "lodo", "Leave-one-dataset-out: cnn against tuned methods."),
-    "train-gan": ("cabench.generators.cli", "train_gan", "Train CalciumGAN on trace files."),
-    "generate": ("cabench.generators.cli", "generate", "Generate traces from a CalciumGAN run."),
+    "validity": ("cabench.benchmark.cli", "validity", "Real vs synthetic method rankings."),
+    "evaluate-conditional": ("cabench.benchmark.cli", "evaluate_conditional",
+                             "Conditional GAN and simulator vs held-out real recordings."),
+    "train-gan": ("cabench.generators.cli", "train_gan",
+                  "Train CalciumGAN (--conditional: on spikes)."),
+    "generate": ("cabench.generators.cli", "generate",
+                 "Generate traces (--spikes: for spikes)."),
     "evaluate-gan": ("cabench.generators.cli", "evaluate_gan", "Compare GAN and real traces."),
 }
 
