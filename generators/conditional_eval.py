@@ -62,10 +62,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from cabench.errors import CabenchError
-from cabench.generators.evaluate import WindowClassifier, cut_windows, roc_auc
+from cabench.generators.evaluate import cut_windows, fit_classifier
 from cabench.noise_level import noise_level_nu
 from cabench.traceset import TraceSet, atomic_path
 
@@ -317,27 +316,9 @@ def conditional_c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0,
     y_train = torch.cat([torch.ones(len(tr)), torch.zeros(len(tr))])
     x_test = torch.cat([xr[te], xf[te]])
     y_test = torch.cat([torch.ones(len(te)), torch.zeros(len(te))])
-    dev = torch.device(device)
-    with torch.random.fork_rng(devices=[]):  # default init, seeded, global state untouched
-        torch.manual_seed(int(seed))
-        model = WindowClassifier(real.shape[1])
-    model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    x_train, y_train = x_train.to(dev), y_train.to(dev)
-    bs = min(batch_size, len(x_train))
-    model.train()
-    for _ in range(steps):
-        b = torch.randint(0, len(x_train), (bs,), generator=gen).to(dev)
-        opt.zero_grad()
-        loss_fn(model(x_train[b]), y_train[b]).backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(x.to(dev)).cpu() for x in torch.split(x_test, 256)])
-    y, s = y_test.numpy(), logits.numpy().astype(np.float64)
-    return dict(auc=roc_auc(s, y), accuracy=float(np.mean((s > 0) == (y > 0.5))),
-                n_test=int(len(te)))
+    auc, accuracy = fit_classifier(x_train, y_train, x_test, y_test, seed, gen, device, steps,
+                                   batch_size, lr)
+    return dict(auc=auc, accuracy=accuracy, n_test=int(len(te)))
 
 
 def _c2st_windows(traces: np.ndarray, counts: np.ndarray, finite: np.ndarray, window: int,

@@ -63,6 +63,7 @@ from cabench.generators.gan_train import (
     _versions,
     _write_new_run,
     load_checkpoint,
+    load_state,
     read_config,
     resolve_device,
     step_generator,
@@ -188,15 +189,7 @@ class ConditionalTrainer:
                     opt_critic=self.opt_c.state_dict())
 
     def load(self, ckpt: dict[str, Any]) -> None:
-        try:
-            self.G.load_state_dict(ckpt["generator"])
-            self.D.load_state_dict(ckpt["critic"])
-            self.opt_g.load_state_dict(ckpt["opt_generator"])
-            self.opt_c.load_state_dict(ckpt["opt_critic"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CabenchError(f"checkpoint does not fit the run's config "
-                               f"({str(e).splitlines()[0]})") from None
-        self.step = int(ckpt["step"])
+        load_state(self, ckpt)
 
     def _noise(self, bs: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor,
                                                                         torch.Tensor]:

@@ -216,10 +216,22 @@ def c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0, device: str | torch.
     y_train = torch.cat([torch.ones(n_train), torch.zeros(n_train)])
     x_test = torch.cat([xr[pr[n_train:]], xf[pf[n_train:]]])
     y_test = torch.cat([torch.ones(n - n_train), torch.zeros(n - n_train)])
+    auc, accuracy = fit_classifier(x_train, y_train, x_test, y_test, seed, gen, device, steps,
+                                   batch_size, lr)
+    return dict(auc=auc, accuracy=accuracy, n_real=int(n - n_train), n_fake=int(n - n_train))
+
+
+def fit_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                   y_test: torch.Tensor, seed: int, gen: torch.Generator,
+                   device: str | torch.device = "cpu", steps: int = 300, batch_size: int = 32,
+                   lr: float = 1e-3) -> tuple[float, float]:
+    """Train a fresh :class:`WindowClassifier` (initialised from ``seed``, batches drawn from
+    ``gen``) on windows ``(n, channels, frames)`` labelled 1 (real) / 0 and return its test
+    ROC AUC and accuracy."""
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # default init, seeded, global state untouched
         torch.manual_seed(int(seed))
-        model = WindowClassifier(real.shape[1])
+        model = WindowClassifier(x_train.shape[1])
     model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -229,16 +241,13 @@ def c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0, device: str | torch.
     for _ in range(steps):
         b = torch.randint(0, len(x_train), (bs,), generator=gen).to(dev)
         opt.zero_grad()
-        loss = loss_fn(model(x_train[b]), y_train[b])
-        loss.backward()
+        loss_fn(model(x_train[b]), y_train[b]).backward()
         opt.step()
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(x.to(dev)).cpu() for x in torch.split(x_test, 256)])
-    y = y_test.numpy()
-    s = logits.numpy().astype(np.float64)
-    return dict(auc=roc_auc(s, y), accuracy=float(np.mean((s > 0) == (y > 0.5))),
-                n_real=int(n - n_train), n_fake=int(n - n_train))
+    y, sc = y_test.numpy(), logits.numpy().astype(np.float64)
+    return roc_auc(sc, y), float(np.mean((sc > 0) == (y > 0.5)))
 
 
 # --- figures -------------------------------------------------------------------------------

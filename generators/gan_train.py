@@ -197,6 +197,21 @@ def _average_gradients(module: torch.nn.Module, world: int) -> None:
         i += g.numel()
 
 
+def load_state(trainer: Any, ckpt: dict[str, Any]) -> None:
+    """Restore a trainer's networks (``G``, ``D``), optimisers (``opt_g``, ``opt_c``) and
+    step from a checkpoint; CabenchError when they do not fit."""
+    t = trainer
+    try:
+        t.G.load_state_dict(ckpt["generator"])
+        t.D.load_state_dict(ckpt["critic"])
+        t.opt_g.load_state_dict(ckpt["opt_generator"])
+        t.opt_c.load_state_dict(ckpt["opt_critic"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CabenchError(f"checkpoint does not fit the run's config "
+                           f"({str(e).splitlines()[0]})") from None
+    t.step = int(ckpt["step"])
+
+
 @dataclass
 class Trainer:
     """Generator, critic, optimisers and samplers of one process."""
@@ -226,15 +241,7 @@ class Trainer:
                     opt_critic=self.opt_c.state_dict())
 
     def load(self, ckpt: dict[str, Any]) -> None:
-        try:
-            self.G.load_state_dict(ckpt["generator"])
-            self.D.load_state_dict(ckpt["critic"])
-            self.opt_g.load_state_dict(ckpt["opt_generator"])
-            self.opt_c.load_state_dict(ckpt["opt_critic"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CabenchError(f"checkpoint does not fit the run's config "
-                               f"({str(e).splitlines()[0]})") from None
-        self.step = int(ckpt["step"])
+        load_state(self, ckpt)
 
     def train_step(self, sampler: WindowSampler) -> dict[str, torch.Tensor]:
         """One generator step (after ``n_critic`` critic steps); returns detached losses."""
