@@ -1,8 +1,7 @@
 """GAN datasets of a benchmark suite: traces generated on the fly from a trained run, cached.
 
 A suite dataset names a GAN run folder with ``gan = "runs/NAME"`` (relative paths resolve like
-``path``). Two kinds of run (``cabench.generators.conditional_train.run_kind``; without that
-module every ``cabench-gan-run`` folder is unconditional):
+``path``). Two kinds of run (``cabench.generators.conditional_train.run_kind``):
 
 - **unconditional** (CalciumGAN): ``samples`` windows (default :data:`DEFAULT_SAMPLES`) are
   drawn with ``seed`` (default from the dataset name). There is no ground truth, so each method
@@ -70,18 +69,10 @@ _GAN_ONLY = ("samples", "spikes", "reference")
 
 # --- validation ---------------------------------------------------------------------------------
 def run_kind(run_dir: str | Path) -> str:
-    """``"conditional"`` or ``"unconditional"`` (from the conditional module when present)."""
-    try:
-        from cabench.generators.conditional_train import run_kind as kind
-    except ImportError:
-        from cabench.generators.gan_train import read_config
+    """``"conditional"`` or ``"unconditional"``; CabenchError for a folder that is no run."""
+    from cabench.generators.conditional_train import run_kind as kind
 
-        read_config(run_dir)  # a clear error for a folder that is no GAN run
-        return "unconditional"
-    out = kind(run_dir)
-    if out not in ("conditional", "unconditional"):
-        raise CabenchError(f"{run_dir}: unknown GAN run kind {out!r}")
-    return out
+    return kind(run_dir)
 
 
 def validate(d: Any, where: str) -> None:

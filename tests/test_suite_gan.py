@@ -66,12 +66,6 @@ def counter(monkeypatch):
     return calls
 
 
-@pytest.fixture
-def no_conditional_module(monkeypatch):
-    # None in sys.modules makes the import fail: the fallback (every run unconditional) is used
-    monkeypatch.setitem(sys.modules, "cabench.generators.conditional_train", None)
-
-
 def _fake_conditional(monkeypatch, tmp_path):
     """A fake conditional module: traces = spikes convolved with a decaying kernel plus noise
     (seeded), spikes passed through. Returns its run folder."""
@@ -99,7 +93,7 @@ def _fake_conditional(monkeypatch, tmp_path):
 
 
 # --- TOML ----------------------------------------------------------------------------------------
-def test_keys_resolve_relative_to_the_suite(tmp_path, gan_run, no_conditional_module):
+def test_keys_resolve_relative_to_the_suite(tmp_path, gan_run):
     run, real, _ = gan_run
     (tmp_path / "runs").symlink_to(run.parent)
     suite = _suite(tmp_path, _gan_body("runs/run", 'reference = "runs/real.h5"\n'))
@@ -120,14 +114,14 @@ def test_keys_resolve_relative_to_the_suite(tmp_path, gan_run, no_conditional_mo
     ('reference = "missing.h5"\n', "reference file 'missing.h5' not found"),
     ('samples_n = 3\n', "unknown key(s) samples_n; valid: name, path"),
 ])
-def test_bad_unconditional_datasets(tmp_path, gan_run, no_conditional_module, extra, message):
+def test_bad_unconditional_datasets(tmp_path, gan_run, extra, message):
     run, real, _ = gan_run
     with pytest.raises(CabenchError) as e:
         _suite(tmp_path, _gan_body(run, extra.format(real=real)))
     assert message in str(e.value)
 
 
-def test_other_bad_gan_datasets(tmp_path, gan_run, no_conditional_module):
+def test_other_bad_gan_datasets(tmp_path, gan_run):
     run, real, _ = gan_run
     cases = [
         ('[[datasets]]\nname = "a"\ngan = "nope"\n', "gan run folder 'nope' not found"),
@@ -171,8 +165,7 @@ def test_conditional_refusals(tmp_path, gan_run, monkeypatch):
 
 
 # --- unconditional: cache, statistics, leaderboard ----------------------------------------------
-def test_unconditional_suite_cache_and_leaderboard(tmp_path, gan_run, counter,
-                                                   no_conditional_module):
+def test_unconditional_suite_cache_and_leaderboard(tmp_path, gan_run, counter):
     run, _, real = gan_run
     suite = _suite(tmp_path, _gan_body(run))
     out = tmp_path / "out"
@@ -239,8 +232,7 @@ def _windows_as_gan(ts, window=WINDOW):
     return TraceSet(w, ts.frame_rate, source="gan", seed=0)
 
 
-def test_statistics_zero_for_the_real_data_itself(tmp_path, gan_run, monkeypatch,
-                                                 no_conditional_module):
+def test_statistics_zero_for_the_real_data_itself(tmp_path, gan_run, monkeypatch):
     run, _, real = gan_run
     monkeypatch.setattr(G, "generate", lambda d, key="": [_windows_as_gan(real)])
     scores = S.run_suite(_suite(tmp_path, _gan_body(run)), tmp_path / "same", figures=False)
@@ -259,7 +251,7 @@ def test_statistics_zero_for_the_real_data_itself(tmp_path, gan_run, monkeypatch
         assert v[(m, G.STAT_RANK_METRIC)] > 0.2  # SDs of the real values
 
 
-def test_generation_failure_is_recorded(tmp_path, gan_run, no_conditional_module):
+def test_generation_failure_is_recorded(tmp_path, gan_run):
     import shutil
 
     run, _, _ = gan_run
@@ -274,7 +266,7 @@ def test_generation_failure_is_recorded(tmp_path, gan_run, no_conditional_module
     assert (board["n_failed"] == 1).all()
 
 
-def test_mixed_suite_keeps_the_ordinary_leaderboard(tmp_path, gan_run, no_conditional_module):
+def test_mixed_suite_keeps_the_ordinary_leaderboard(tmp_path, gan_run):
     run, _, _ = gan_run
     sim = ('[[datasets]]\nname = "sim"\nsimulate = { preset = "GCaMP6f", cells = 3, '
            'duration = 20, noise = 2, seed = 3 }\n')
