@@ -62,6 +62,7 @@ include ``indicator`` get the recording's indicator when it names a preset (e.g.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import platform
@@ -727,8 +728,7 @@ def run_suite(
         if progress is not None:
             progress(done, total, todo[i].label, log.get("status", "failed"))
 
-    parts = [_read_case_scores(c) for c in cases]
-    scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
+    scores = _read_scores(cases)
     _write_csv(out / "scores.csv", scores)
     _write_csv(out / "excluded.csv", excluded)
     board = leaderboard(scores)
@@ -786,6 +786,35 @@ def _examples(cases: list[Case], loaded: dict[str, list[Any]], scores: pd.DataFr
 
 def _empty_scores() -> pd.DataFrame:
     return pd.DataFrame(columns=list(SCORE_COLUMNS))
+
+
+def _read_scores(cases: list[Case]) -> pd.DataFrame:
+    """The tidy scores of all cases, in case order. Files in the current layout without quoted
+    fields are joined as text and parsed once (a 143,000-case suite: 30 s instead of 10 min);
+    the others are read one by one (:func:`_read_case_scores`)."""
+    header = ",".join(CASE_COLUMNS)
+    lines: list[str] = []
+    parts = []
+    for i, case in enumerate(cases):
+        try:
+            head, _, body = (case.folder / "scores.csv").read_text().partition("\n")
+        except (OSError, UnicodeDecodeError):
+            head = body = ""
+        if head.rstrip("\r") == header and '"' not in body:
+            cond = case.dataset.condition
+            lines += [f"{line},{cond},{i}" for line in body.splitlines() if line]
+        else:
+            parts.append(_read_case_scores(case).assign(_case=i))
+    if lines:
+        fast = pd.read_csv(io.StringIO("\n".join(lines)), names=[*CASE_COLUMNS, "condition",
+                           "_case"], dtype={"cell": str, "recording": str},
+                           keep_default_na=False, na_values=[""])
+        fast["cell"] = fast["cell"].fillna("")
+        parts.append(fast)
+    if not parts:
+        return _empty_scores()
+    scores = pd.concat(parts, ignore_index=True).sort_values("_case", kind="stable")
+    return scores[list(SCORE_COLUMNS)].reset_index(drop=True)
 
 
 def _read_case_scores(case: Case) -> pd.DataFrame:

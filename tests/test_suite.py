@@ -315,3 +315,35 @@ noise = 4.0
                                   on_dask.drop(columns="seconds"))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "leaderboard.csv"),
                                   pd.read_csv(tmp_path / "b" / "leaderboard.csv"))
+
+
+def test_reading_all_scores_at_once_equals_reading_each_case(tmp_path):
+    """The joined-text reader gives the same frame as reading case by case, including cases
+    it must read alone: a quoted cell name, an empty file, a missing file, an old layout."""
+    def case(name, cond=None):
+        d = S.DatasetSpec(name=f"d{cond or ''}", path="x", resample=cond)
+        return S.Case(d, "rec", 0, S.MethodSpec("m"), {}, tmp_path / name)
+
+    def rows(cell, value):
+        return pd.DataFrame([dict(dataset="d", source="real", recording="007", cell=cell,
+                                  noise_level=1.5, method="m", metric=k, value=v,
+                                  seconds=0.1, status="ok")
+                             for k, v in (("corr_25hz", value), ("bias", float("nan")))])
+
+    cases = [case("a"), case("b", 30.0), case("c"), case("d"), case("e"), case("f"),
+             case("g", 30.0)]
+    for c, (cell, value) in zip(cases, [("1", 0.5), ("", 0.25), ("x,y", 0.75)], strict=False):
+        c.folder.mkdir()
+        rows(cell, value)[list(S.CASE_COLUMNS)].to_csv(c.folder / "scores.csv", index=False)
+    cases[3].folder.mkdir()
+    (cases[3].folder / "scores.csv").write_text("")
+    cases[5].folder.mkdir()
+    rows("2", 0.1).drop(columns="seconds").to_csv(cases[5].folder / "scores.csv", index=False)
+    cases[6].folder.mkdir()
+    rows("3", 0.9)[list(S.CASE_COLUMNS)].to_csv(cases[6].folder / "scores.csv", index=False)
+    one_by_one = pd.concat([S._read_case_scores(c) for c in cases], ignore_index=True)
+    joined = S._read_scores(cases)
+    pd.testing.assert_frame_equal(joined, one_by_one)
+    assert joined["cell"].tolist()[:6] == ["1", "1", "", "", "x,y", "x,y"]
+    assert joined["recording"].iloc[0] == "007"
+    assert joined["condition"].tolist()[2] == "30Hz"
