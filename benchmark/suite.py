@@ -873,10 +873,9 @@ def _leaderboard(scores: pd.DataFrame, rank_metric: str = RANK_METRIC,
     n_failed = failed.groupby(["dataset", "method"], observed=True).size()
     board = med.reset_index()
     board.columns.name = None
-    idx = pd.MultiIndex.from_frame(board[["dataset", "method"]])
-    board.insert(2, "n_cells", n_cells.reindex(idx, fill_value=0).to_numpy())
-    board.insert(3, "n_failed", n_failed.reindex(idx, fill_value=0).to_numpy())
-    board.insert(4, "noise_level", nu.reindex(idx).to_numpy())
+    board.insert(2, "n_cells", _at_rows(n_cells, board, 0).astype(int))
+    board.insert(3, "n_failed", _at_rows(n_failed, board, 0).astype(int))
+    board.insert(4, "noise_level", _at_rows(nu, board, np.nan))
     key = board[rank_metric] if rank_metric in board else pd.Series(np.nan, index=board.index)
     rank = key.groupby(board["dataset"], observed=True).rank(
         ascending=ascending, method="min", na_option="bottom")
@@ -885,6 +884,15 @@ def _leaderboard(scores: pd.DataFrame, rank_metric: str = RANK_METRIC,
     board["dataset"] = board["dataset"].astype(str)
     board["method"] = board["method"].astype(str)
     return board.reset_index(drop=True)
+
+
+def _at_rows(series: pd.Series, board: pd.DataFrame, fill: float) -> np.ndarray:
+    """A (dataset, method) series at the board's rows, by plain labels (reindexing between
+    categorical indexes fails in pandas when their codes differ in width, e.g. with an empty
+    series against more than 127 datasets)."""
+    at = {(str(d), str(m)): v for (d, m), v in series.items()}
+    keys = zip(board["dataset"].astype(str), board["method"].astype(str), strict=True)
+    return np.array([at.get(k, fill) for k in keys], dtype=np.float64)
 
 
 def summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:

@@ -347,3 +347,18 @@ def test_reading_all_scores_at_once_equals_reading_each_case(tmp_path):
     assert joined["cell"].tolist()[:6] == ["1", "1", "", "", "x,y", "x,y"]
     assert joined["recording"].iloc[0] == "007"
     assert joined["condition"].tolist()[2] == "30Hz"
+
+
+def test_leaderboard_of_many_datasets_without_failures():
+    """More than 127 datasets and no failed case: the per-pair counts still line up (pandas
+    cannot reindex between categorical indexes whose codes differ in width)."""
+    rows = [dict(dataset=f"d{d:03d}", source="real", condition="native", recording="r",
+                 cell=str(c), noise_level=1.0 + d, method=m, metric=k,
+                 value=(d + c) / 1000 if m == "a" else 0.0, seconds=0.1, status="ok")
+            for d in range(130) for c in range(d % 3 + 1) for m in ("a", "b")
+            for k in ("corr_25hz", "bias")]
+    board = S.leaderboard(pd.DataFrame(rows))
+    assert len(board) == 260 and (board["n_failed"] == 0).all()
+    a = board[board["method"] == "a"].set_index("dataset")
+    assert a.loc["d129", "n_cells"] == 129 % 3 + 1 and a.loc["d129", "noise_level"] == 130.0
+    assert (a["rank"] == 1).all()
