@@ -108,6 +108,9 @@ UNITS = {
     "c2st_accuracy": "fraction",
 }
 REAL = "real"
+#: recordings pooled together may differ this much in frame rate (relative): resampling on
+#: each recording's own clock leaves rates like 30.0009 and 30.0026 Hz
+RATE_MATCH = 1e-3
 _DESCRIPTIVE = ("n_events", "sta_peak_dff", "sta_time_to_peak_s", "sta_decay_s",
                 "amplitude_mean_dff", "amplitude_sd_dff", "noise_sd_dff", "nu_median")
 
@@ -403,7 +406,7 @@ def compute_conditional(
               for i, r in enumerate(reals)]
     fr = reals[0].frame_rate
     for i, r in enumerate(reals):
-        if not math.isclose(r.frame_rate, fr, rel_tol=1e-6):
+        if not math.isclose(r.frame_rate, fr, rel_tol=RATE_MATCH):
             raise CabenchError(f"real recording {i} is at {r.frame_rate:g} Hz but recording 0 "
                                f"at {fr:g} Hz; resample them to one rate first")
     names = [REAL, *cands]
