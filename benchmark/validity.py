@@ -595,8 +595,12 @@ def finding(spear: pd.DataFrame, metric: str = "corr_25hz") -> str:
     if len(have) == 2:
         g, s = t.loc["gan"], t.loc["simulated"]
         better, worse = ("gan", "simulated") if g["rho"] > s["rho"] else ("simulated", "gan")
-        if g["rho"] == s["rho"]:
-            verdict = "GAN and simulated rankings agree with the real ranking equally well"
+        d = t.loc[DIFFERENCE] if DIFFERENCE in t.index else None
+        clear = d is not None and np.isfinite(d["ci_low"]) and (d["ci_low"] > 0
+                                                                 or d["ci_high"] < 0)
+        if g["rho"] == s["rho"] or not clear:
+            verdict = ("GAN and simulated rankings agree with the real ranking about equally "
+                       "well")
         else:
             verdict = (f"{_LABEL[better]} rankings agree with the real ranking better than "
                        f"{_LABEL[worse]} ones")
@@ -604,11 +608,9 @@ def finding(spear: pd.DataFrame, metric: str = "corr_25hz") -> str:
         text = (f"{what}, {verdict}: rho {_fmt(b['rho'], b['ci_low'], b['ci_high'])} "
                 f"({_LABEL[better]}) vs {_fmt(w['rho'], w['ci_low'], w['ci_high'])} "
                 f"({_LABEL[worse]}) over {n} datasets")
-        if DIFFERENCE in t.index:
-            d = t.loc[DIFFERENCE]
-            sig = np.isfinite(d["ci_low"]) and (d["ci_low"] > 0 or d["ci_high"] < 0)
+        if d is not None:
             text += (f" (GAN minus simulated {_fmt(d['rho'], d['ci_low'], d['ci_high'])}"
-                     f"{'' if sig else ', an interval that includes 0'})")
+                     f"{'' if clear else ', an interval that includes 0'})")
         return text + "."
     s = have[0]
     r = t.loc[s]

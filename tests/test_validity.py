@@ -113,6 +113,11 @@ def test_gan_better_than_simulated_is_stated_and_the_difference_is_paired():
     assert "GAN rankings agree with the real ranking better than simulated ones" in text
     assert f"{g['rho']:.2f} [{g['ci_low']:.2f}, {g['ci_high']:.2f}] (GAN)" in text
     assert "includes 0" not in text and "over 6 datasets" in text
+    # two equally good sources: no winner is named
+    alike = {"simulated": lambda x, r: x + 0.02 * r.standard_normal(5),
+             "gan": lambda x, r: x + 0.02 * r.standard_normal(5)}
+    text = V.finding(V.spearman_table(make_frame(alike, datasets=6), n_boot=300))
+    assert "about equally well" in text and "includes 0" in text and "better" not in text
     only_sim = V.spearman_table(make_frame({"simulated": lambda x, r: -x}), n_boot=50)
     assert "simulated rankings are the reverse of the real ranking" in V.finding(only_sim)
 
