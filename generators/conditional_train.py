@@ -23,10 +23,8 @@ output does not depend on the batch size. One process, float32.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -53,12 +51,9 @@ from cabench.generators.conditional_data import (
     prepare_conditional,
 )
 from cabench.generators.gan_train import (
-    CHECKPOINT,
     FORMAT,
     FORMAT_VERSION,
     LOG,
-    LOG_COLUMNS,
-    _atomic_torch_save,
     _truncate_log,
     _versions,
     _write_new_run,
@@ -66,6 +61,7 @@ from cabench.generators.gan_train import (
     load_state,
     read_config,
     resolve_device,
+    run_steps,
     step_generator,
 )
 from cabench.traceset import TraceSet
@@ -332,33 +328,8 @@ def train_conditional(
         f"{len(data.datasets(data.val))} held out ({val_s.n if val_s else 0} windows) at "
         f"{data.frame_rate:g} Hz, window {tc.window}; steps {trainer.step} -> {tc.steps} on "
         f"{dev}")
-    saved = False
-    t0 = time.perf_counter()
-    try:
-        while trainer.step < tc.steps:
-            losses = trainer.train_step(train_s)
-            if progress is not None:
-                progress(1, tc.steps)
-            s = trainer.step
-            if s % tc.log_every == 0 or s == tc.steps:
-                row = {k: float(v) for k, v in losses.items()}
-                row.update(step=s, val_wasserstein=trainer.val_wasserstein(val_s),
-                           seconds=round(time.perf_counter() - t0, 3))
-                if not all(math.isfinite(row[k]) for k in ("critic_loss", "generator_loss")):
-                    raise CabenchError(f"training diverged at step {s} (non-finite loss)")
-                with open(run_dir / LOG, "a", newline="", encoding="utf-8") as f:
-                    csv.DictWriter(f, fieldnames=LOG_COLUMNS).writerow(
-                        {k: ("" if isinstance(v, float) and math.isnan(v) else v)
-                         for k, v in row.items()})
-            if s % tc.checkpoint_every == 0 or s == tc.steps:
-                _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
-                saved = True
-        if not saved and ckpt is None:  # zero steps asked for
-            _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
-    except BaseException:
-        if created and not saved:  # nothing worth keeping: leave no half-made run folder
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    run_steps(trainer, train_s, val_s, tc, run_dir, writer=True, fresh=ckpt is None,
+              created=created, progress=progress)
     return trainer
 
 

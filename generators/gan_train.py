@@ -307,6 +307,43 @@ def resolve_steps(data: GanData, batch_size: int, world: int, steps: int | None,
     return int(epochs if epochs is not None else DEFAULT_EPOCHS) * max(per_epoch, 1)
 
 
+def run_steps(trainer: Any, train_s: Any, val_s: Any, tc: Any, run_dir: Path, *,
+              writer: bool, fresh: bool, created: bool,
+              progress: Callable[[int, int], None] | None = None) -> None:
+    """Step ``trainer`` (``train_step(sampler)``, ``val_wasserstein(sampler)``, ``step``) up to
+    ``tc.steps``. The ``writer`` process appends to the log every ``tc.log_every`` steps and
+    saves the checkpoint atomically every ``tc.checkpoint_every`` (and once for a ``fresh``
+    run asked for zero steps); a non-finite loss raises CabenchError. A run folder ``created``
+    by this call is removed when training fails before its first checkpoint."""
+    saved = False
+    t0 = time.perf_counter()
+    try:
+        while trainer.step < tc.steps:
+            losses = trainer.train_step(train_s)
+            if progress is not None:
+                progress(1, tc.steps)
+            s = trainer.step
+            if writer and (s % tc.log_every == 0 or s == tc.steps):
+                row = {k: float(v) for k, v in losses.items()}
+                row.update(step=s, val_wasserstein=trainer.val_wasserstein(val_s),
+                           seconds=round(time.perf_counter() - t0, 3))
+                if not all(math.isfinite(row[k]) for k in ("critic_loss", "generator_loss")):
+                    raise CabenchError(f"training diverged at step {s} (non-finite loss)")
+                with open(run_dir / LOG, "a", newline="", encoding="utf-8") as f:
+                    csv.DictWriter(f, fieldnames=LOG_COLUMNS).writerow(
+                        {k: ("" if isinstance(v, float) and math.isnan(v) else v)
+                         for k, v in row.items()})
+            if writer and (s % tc.checkpoint_every == 0 or s == tc.steps):
+                _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
+                saved = True
+        if writer and not saved and fresh:  # zero steps asked for
+            _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
+    except BaseException:
+        if created and not saved:  # nothing worth keeping: leave no half-made run folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
 def train_gan(
     data_paths: list[str | Path],
     run_dir: str | Path,
@@ -379,33 +416,8 @@ def train_gan(
         say(f"{data.n_cells} cells, window {gan.window} frames, {train_s.n} training and "
             f"{val_s.n if val_s else 0} validation windows; steps {trainer.step} -> {tc.steps}"
             f" on {dev}{' (bf16)' if trainer.bf16 else ' (fp32)'}, {world} process(es)")
-    saved = False
-    t0 = time.perf_counter()
-    try:
-        while trainer.step < tc.steps:
-            losses = trainer.train_step(train_s)
-            if progress is not None:
-                progress(1, tc.steps)
-            s = trainer.step
-            if rank == 0 and (s % tc.log_every == 0 or s == tc.steps):
-                row = {k: float(v) for k, v in losses.items()}
-                row.update(step=s, val_wasserstein=trainer.val_wasserstein(val_s),
-                           seconds=round(time.perf_counter() - t0, 3))
-                if not all(math.isfinite(row[k]) for k in ("critic_loss", "generator_loss")):
-                    raise CabenchError(f"training diverged at step {s} (non-finite loss)")
-                with open(run_dir / LOG, "a", newline="", encoding="utf-8") as f:
-                    csv.DictWriter(f, fieldnames=LOG_COLUMNS).writerow(
-                        {k: ("" if isinstance(v, float) and math.isnan(v) else v)
-                         for k, v in row.items()})
-            if rank == 0 and (s % tc.checkpoint_every == 0 or s == tc.steps):
-                _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
-                saved = True
-        if rank == 0 and not saved and ckpt is None:  # zero steps asked for
-            _atomic_torch_save(trainer.state(), run_dir / CHECKPOINT)
-    except BaseException:
-        if created and not saved:  # nothing worth keeping: leave no half-made run folder
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    run_steps(trainer, train_s, val_s, tc, run_dir, writer=rank == 0, fresh=ckpt is None,
+              created=created, progress=progress)
     if distributed:
         dist.barrier()
     return trainer
