@@ -471,22 +471,10 @@ def statistics_summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
     """Methods across GAN-statistics datasets per source and condition: n_datasets, mean rank,
     wins and the median of each :data:`STAT_METRICS`; best (lowest ``wasserstein_norm``)
     first."""
-    columns = ["source", "condition", "method", "n_datasets", "mean_rank", "wins",
-               *STAT_METRICS]
-    kind = scores.drop_duplicates("dataset").set_index("dataset")[["source", "condition"]]
-    b = board.join(kind, on="dataset")
-    b = b[b["n_failed"] == 0]
-    if b.empty:
-        return pd.DataFrame(columns=columns)
-    groups = b.groupby(["source", "condition", "method"], sort=False)
-    out = groups[[m for m in STAT_METRICS if m in b]].median()
-    out.insert(0, "n_datasets", groups.size())
-    out.insert(1, "mean_rank", groups["rank"].mean())
-    out.insert(2, "wins", groups["rank"].apply(lambda r: int((r == 1).sum())))
-    out = out.reset_index().reindex(columns=columns)
-    key = out[STAT_RANK_METRIC].fillna(np.inf).to_numpy()
-    order = np.lexsort((key, out["condition"].to_numpy(), out["source"].to_numpy()))
-    return out.iloc[order].reset_index(drop=True)
+    from cabench.benchmark.suite import _summary
+
+    return _summary(board, scores, STAT_METRICS, STAT_RANK_METRIC, ascending=True,
+                    scored="n_failed")
 
 
 def statistics_markdown(board: pd.DataFrame, scores: pd.DataFrame) -> str:

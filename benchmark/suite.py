@@ -914,24 +914,29 @@ def summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _summary(board: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    columns = ["source", "condition", "method", "n_datasets", "mean_rank", "wins",
-               *SUMMARY_METRICS]
+def _summary(board: pd.DataFrame, scores: pd.DataFrame,
+             metrics: tuple[str, ...] = SUMMARY_METRICS, rank_metric: str = RANK_METRIC,
+             ascending: bool = False, scored: str = "n_cells") -> pd.DataFrame:
+    """Per source, condition and method: n_datasets, mean rank, wins and the median of each
+    of ``metrics`` over the board's rows (datasets) with ``scored`` set (``n_cells`` > 0, or
+    ``n_failed`` == 0 for boards without cells); best ``rank_metric`` first."""
+    columns = ["source", "condition", "method", "n_datasets", "mean_rank", "wins", *metrics]
     if board.empty:
         return pd.DataFrame(columns=columns)
     kind = scores.drop_duplicates("dataset").set_index("dataset")[["source", "condition"]]
     b = board.join(kind, on="dataset")
-    b = b[b["n_cells"] > 0]
+    b = b[b["n_cells"] > 0] if scored == "n_cells" else b[b["n_failed"] == 0]
     if b.empty:
         return pd.DataFrame(columns=columns)
     groups = b.groupby(["source", "condition", "method"], sort=False)
-    out = groups[[m for m in SUMMARY_METRICS if m in b]].median()
+    out = groups[[m for m in metrics if m in b]].median()
     out.insert(0, "n_datasets", groups.size())
     out.insert(1, "mean_rank", groups["rank"].mean())
     out.insert(2, "wins", groups["rank"].apply(lambda r: int((r == 1).sum())))
     out = out.reset_index().reindex(columns=columns)
-    key = out[RANK_METRIC].fillna(-np.inf)
-    order = np.lexsort((-key.to_numpy(), out["condition"].to_numpy(), out["source"].to_numpy()))
+    key = out[rank_metric].fillna(np.inf if ascending else -np.inf).to_numpy()
+    key = key if ascending else -key
+    order = np.lexsort((key, out["condition"].to_numpy(), out["source"].to_numpy()))
     return out.iloc[order].reset_index(drop=True)
 
 
