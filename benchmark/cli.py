@@ -199,6 +199,17 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
                    f"{sum(val) / len(val):.4g} (mean over networks)")
 
 
+def _phase_progress(bar):
+    """A ``progress(phase, done, total)`` callback that drives a tqdm bar."""
+    def progress(phase, done, total):
+        bar.set_description(phase[:24], refresh=False)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return progress
+
+
 @click.command("lodo", context_settings=CONTEXT)
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(),
               help="Folder of dataset folders of CASCADE ground truth (.mat files).")
@@ -269,14 +280,8 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
     n = len(L.grid_variants(grid))
     say(f"{len(folders)} datasets x 2 conditions; {n} variants of {len(grid)} methods")
     with progress_bar(None, "lodo", "case", quiet) as bar:
-        def progress(phase, done, total):
-            bar.set_description(phase[:24], refresh=False)
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
         table, summ = L.run_lodo(out, fold_models, folders, grid, jobs=jobs,
-                                 scheduler=scheduler, progress=progress)
+                                 scheduler=scheduler, progress=_phase_progress(bar))
     if not quiet:
         click.echo(L.summary_markdown(summ), file=sys.stdout)
         click.echo(f"tables in {out}/ (table.csv, summary.csv)")
@@ -319,12 +324,7 @@ def validity(ground_truth, gan_run, datasets, frame_rate, native_rate, methods, 
     from cabench.progress import progress_bar
 
     with progress_bar(None, "validity", "step", quiet) as bar:
-        def progress(phase, done, total):
-            bar.set_description(phase, refresh=False)
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
+        progress = _phase_progress(bar)
         spear = V.run_study(ground_truth, output, datasets=_names(datasets),
                     frame_rate=None if native_rate else frame_rate, gan_run=gan_run,
                     methods=_names(methods), jobs=jobs, seed=seed, n_boot=n_boot,
