@@ -31,15 +31,7 @@ AMP, TAU, SIGMA = 0.2, 0.5, 0.02  # dF/F per spike, decay (s), noise SD (dF/F) o
 SHAPE = (4, 4, 3600)  # trials, cells, frames: 2 min per trace
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: with 2 cores shared by other processes, OpenMP waits dominate."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spikes(seed: int, shape=SHAPE, rate_hz: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

@@ -32,15 +32,7 @@ def _sim(path, window=None, **kw):
     return str(path)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: with 2 cores shared by other processes, OpenMP waits dominate."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
