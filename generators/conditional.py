@@ -14,7 +14,17 @@ learned embedding over a fixed vocabulary that includes ``"unknown"``) and the n
 (``log nu``, nu in % Hz^-1/2). A 1x1 convolution lifts the per-frame inputs to ``channels``;
 residual blocks (LeakyReLU, causal dilated convolution, the per-trace conditioning added as a
 bias, LeakyReLU, 1x1 convolution) follow, with dilations ``dilations``; a 1x1 convolution gives
-the scaled trace (linear output). Receptive field: ``1 + (kernel - 1) * sum(dilations)`` frames
+the scaled trace (linear output). With ``nu_gain > 0`` (every run trained since the noise path
+was added) frame-to-frame noise has one way in: the trunk sees the other noise channels only
+as slow noise (their values every ``noise_stride`` frames, linearly interpolated), and the last
+convolution gives a signal ``m`` and a gain ``g``; the trace is
+``m + nu_gain * nu * softplus(g + log(e - 1)) * z`` with ``z`` the first noise channel (white).
+So the noise level follows the conditioning nu by construction (it is exactly nu's at the
+start, when ``g`` is near 0), and the network learns only where it is larger or smaller (shot
+noise grows with brightness). ``nu_gain`` is the per-frame SD of scaled dF/F per unit nu,
+``sqrt(frame_rate) / (95.4 * trace_scale)`` for white noise (see
+:func:`cabench.noise_level.noise_level_nu`); a run fixes it from its data when it starts.
+Receptive field: ``1 + (kernel - 1) * sum(dilations)`` frames
 into the past (511 by default: 17 s at 30 Hz). Output length = input length for any length.
 
 Critic: the scaled trace, the spikes and the filtered spikes as channels; strided convolutions
@@ -23,7 +33,9 @@ the conditioning (indicator, nu) added as a bias and LeakyReLU; a 1x1 convolutio
 per remaining position and the mean over positions: one score per window of any length.
 Receptive field ``1 + (critic_kernel - 1) * (2^depth - 1)`` frames (509 by default). Striding
 makes it ~10x cheaper than a full-resolution critic, which matters because the gradient penalty
-needs a double backward pass through it. No normalisation (WGAN-GP).
+needs a double backward pass through it. With ``nu_gain > 0`` the critic also sees the trace's
+frame-to-frame difference divided by ``nu_gain * nu``, so a noise level that does not fit the
+conditioning nu is plain to it. No normalisation (WGAN-GP).
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +57,7 @@ INDICATORS: tuple[str, ...] = (
 )
 #: nu (% Hz^-1/2) is clipped to this range before its log enters the networks
 NU_RANGE = (0.05, 50.0)
+_SOFTPLUS_ONE = float(np.log(np.e - 1))  # softplus(_SOFTPLUS_ONE) = 1
 
 
 def indicator_key(name: str) -> str:
@@ -78,12 +92,16 @@ class ConditionalConfig:
     critic_kernel: int = 5
     slope: float = 0.2
     indicators: tuple[str, ...] = INDICATORS
+    nu_gain: float = 0.0
+    noise_stride: int = 8
 
     def __post_init__(self) -> None:
         for name in ("dilations", "critic_channels"):
             object.__setattr__(self, name, tuple(int(d) for d in getattr(self, name)))
         object.__setattr__(self, "indicators", tuple(str(s) for s in self.indicators))
         object.__setattr__(self, "spike_filters", tuple(float(t) for t in self.spike_filters))
+        object.__setattr__(self, "nu_gain", float(self.nu_gain))
+        object.__setattr__(self, "noise_stride", int(self.noise_stride))
         if any(not t > 0 for t in self.spike_filters):
             raise CabenchError(f"spike_filters must be positive decay times in frames, got "
                                f"{list(self.spike_filters)}")
@@ -101,6 +119,12 @@ class ConditionalConfig:
             d = getattr(self, name)
             if not d or min(d) < 1:
                 raise CabenchError(f"{name} must be one or more positive integers, got {list(d)}")
+        if not (np.isfinite(self.nu_gain) and self.nu_gain >= 0):
+            raise CabenchError(f"nu_gain must be a finite number >= 0, got {self.nu_gain}")
+        if self.nu_gain and self.noise_channels < 1:
+            raise CabenchError("nu_gain needs at least one noise channel")
+        if int(self.noise_stride) < 1:
+            raise CabenchError(f"noise_stride must be at least 1, got {self.noise_stride}")
         if not 0 <= self.slope < 1:
             raise CabenchError(f"slope must be in [0, 1), got {self.slope}")
         keys = [indicator_key(s) for s in self.indicators]
@@ -150,6 +174,24 @@ class _Conditioning(nn.Module):
     def forward(self, indicator: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
         lognu = torch.log(nu.float().clamp(*NU_RANGE))[:, None]
         return torch.cat([self.embedding(indicator.long()), lognu], dim=1)
+
+
+def noise_sd(nu: torch.Tensor, nu_gain: float) -> torch.Tensor:
+    """Per-frame noise SD of scaled dF/F ``(batch, 1)`` for nu ``(batch,)`` (% Hz^-1/2)."""
+    return (nu_gain * nu.float().clamp(*NU_RANGE))[:, None]
+
+
+def slow_noise(noise: torch.Tensor, stride: int) -> torch.Tensor:
+    """``(batch, channels, frames)`` noise -> its values at frames ``0, stride, 2 stride, ...``
+    (the last frame standing in past the end) linearly interpolated between them."""
+    n = noise.shape[-1]
+    if stride == 1 or n < 2:
+        return noise
+    knots = -(-(n - 1) // stride) + 1
+    idx = (torch.arange(knots, device=noise.device) * stride).clamp(max=n - 1)
+    full = nn.functional.interpolate(noise[..., idx], size=(knots - 1) * stride + 1,
+                                     mode="linear", align_corners=True)
+    return full[..., :n]
 
 
 class _SpikeBasis(nn.Module):
@@ -203,12 +245,13 @@ class ConditionalGenerator(nn.Module):
         self.conditioning = _Conditioning(c)
         n_cond = c.n_cond + c.latent
         self.basis = _SpikeBasis(c.spike_filters)
-        self.inp = nn.Conv1d(1 + len(c.spike_filters) + c.noise_channels, c.channels, 1)
+        n_in = 1 + len(c.spike_filters) + c.noise_channels - (1 if c.nu_gain else 0)
+        self.inp = nn.Conv1d(n_in, c.channels, 1)
         self.inp_cond = nn.Linear(n_cond, c.channels)
         self.blocks = nn.ModuleList(_Block(c.channels, c.kernel, d, n_cond, c.slope, True)
                                     for d in c.dilations)
         self.act = nn.LeakyReLU(c.slope)
-        self.out = nn.Conv1d(c.channels, 1, 1)
+        self.out = nn.Conv1d(c.channels, 2 if c.nu_gain else 1, 1)
 
     def forward(self, spikes: torch.Tensor, indicator: torch.Tensor, nu: torch.Tensor,
                 noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -218,10 +261,17 @@ class ConditionalGenerator(nn.Module):
             s = nn.functional.pad(s[..., la:], (0, min(la, s.shape[-1])))
         s = self.basis(s)
         cond = torch.cat([self.conditioning(indicator, nu), latent.to(s.dtype)], dim=1)
-        x = self.inp(torch.cat([s, noise.to(s.dtype)], dim=1)) + self.inp_cond(cond)[:, :, None]
+        c = self.config
+        noise = noise.to(s.dtype)
+        trunk_noise = slow_noise(noise[:, 1:], c.noise_stride) if c.nu_gain else noise
+        x = self.inp(torch.cat([s, trunk_noise], dim=1)) + self.inp_cond(cond)[:, :, None]
         for block in self.blocks:
             x = block(x, cond)
-        return self.out(self.act(x))[:, 0, :]
+        y = self.out(self.act(x))
+        if not c.nu_gain:
+            return y[:, 0, :]
+        gain = nn.functional.softplus(y[:, 1, :] + _SOFTPLUS_ONE)
+        return y[:, 0, :] + noise_sd(nu, c.nu_gain) * gain * noise[:, 0, :]
 
 
 class ConditionalCritic(nn.Module):
@@ -233,7 +283,7 @@ class ConditionalCritic(nn.Module):
         self.config = c = config
         self.conditioning = _Conditioning(c)
         self.basis = _SpikeBasis(c.spike_filters)
-        widths = [2 + len(c.spike_filters), *c.critic_channels]
+        widths = [2 + len(c.spike_filters) + (1 if c.nu_gain else 0), *c.critic_channels]
         k = c.critic_kernel
         self.convs = nn.ModuleList(nn.Conv1d(a, b, k, stride=2, padding=k // 2)
                                    for a, b in zip(widths[:-1], widths[1:], strict=True))
@@ -243,8 +293,12 @@ class ConditionalCritic(nn.Module):
 
     def forward(self, trace: torch.Tensor, spikes: torch.Tensor, indicator: torch.Tensor,
                 nu: torch.Tensor) -> torch.Tensor:
+        c = self.config
         cond = self.conditioning(indicator, nu)
         x = torch.cat([trace[:, None, :], self.basis(spikes.to(trace.dtype))], dim=1)
+        if c.nu_gain:
+            diff = nn.functional.pad(trace.diff(dim=-1), (1, 0)) / noise_sd(nu, c.nu_gain)
+            x = torch.cat([x, diff[:, None, :].to(trace.dtype)], dim=1)
         for conv, lin in zip(self.convs, self.conds, strict=True):
             x = self.act(conv(x) + lin(cond)[:, :, None])
         return self.out(x).mean(dim=(1, 2))

@@ -303,6 +303,8 @@ def train_conditional(
             tc = replace(tc, steps=resolve_steps(data, tc.batch_size, steps, epochs))
     else:
         tc = replace(tc, steps=resolve_steps(data, tc.batch_size, steps, epochs))
+        if "nu_gain" not in (model_overrides or {}):
+            model = model.replace(nu_gain=math.sqrt(data.frame_rate) / (95.4 * data.trace_scale))
         cfg = dict(format=FORMAT, format_version=FORMAT_VERSION, kind=KIND,
                    model=model.to_dict(), training=tc.to_dict(), data=data.record(),
                    seed=tc.seed, parameters=None, receptive_field_frames=dict(

@@ -26,6 +26,7 @@ from cabench.generators.conditional import (
     ConditionalGenerator,
     build_conditional,
     indicator_index,
+    slow_noise,
 )
 from cabench.generators.conditional_data import (
     PairSampler,
@@ -39,6 +40,7 @@ from cabench.generators.conditional_train import (
     train_conditional,
 )
 from cabench.generators.gan_train import CONFIG, LOG
+from cabench.noise_level import noise_level_nu
 
 TINY = dict(channels=8, dilations=(1, 2), noise_channels=2, latent=2, embed=2,
             critic_channels=(4, 8), lookahead=1)
@@ -124,16 +126,19 @@ def test_default_sizes_and_receptive_field():
     assert cfg.receptive_field >= 256 and cfg.critic_field >= 256
     assert ConditionalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     for bad in (dict(kernel=4), dict(channels=0), dict(dilations=()),
-                dict(indicators=("GCaMP6f",)), dict(lookahead=-1)):
+                dict(indicators=("GCaMP6f",)), dict(lookahead=-1), dict(nu_gain=-1.0),
+                dict(nu_gain=float("nan")), dict(nu_gain=0.1, noise_channels=0),
+                dict(noise_stride=0)):
         with pytest.raises(CabenchError):
             ConditionalConfig(**bad)
     with pytest.raises(CabenchError, match="unknown conditional GAN config keys"):
         ConditionalConfig.from_dict({"channel": 3})
 
 
+@pytest.mark.parametrize("nu_gain", [0.0, 0.02])
 @pytest.mark.parametrize("n", [1, 2, 7, 48, 129, 600])
-def test_output_length_equals_input_length(n):
-    cfg = ConditionalConfig(**TINY)
+def test_output_length_equals_input_length(n, nu_gain):
+    cfg = ConditionalConfig(**TINY, nu_gain=nu_gain)
     G, D = build_conditional(cfg, seed=1)
     s, ind, nu, noise, z = _inputs(3, n, cfg)
     with torch.no_grad():
@@ -143,8 +148,9 @@ def test_output_length_equals_input_length(n):
     assert score.shape == (3,) and torch.isfinite(score).all()
 
 
-def test_generator_is_causal_up_to_lookahead():
-    cfg = ConditionalConfig(**{**TINY, "lookahead": 2})
+@pytest.mark.parametrize("nu_gain", [0.0, 0.02])
+def test_generator_is_causal_up_to_lookahead(nu_gain):
+    cfg = ConditionalConfig(**{**TINY, "lookahead": 2, "nu_gain": nu_gain})
     G = ConditionalGenerator(cfg)
     n, k = 80, 40
     s, ind, nu, noise, z = _inputs(1, n, cfg)
@@ -155,6 +161,44 @@ def test_generator_is_causal_up_to_lookahead():
         diff = (G(s2, ind, nu, noise, z) - G(s, ind, nu, noise, z)).abs()[0]
     assert torch.all(diff[: k - 2] == 0)  # nothing changes before k - lookahead
     assert diff[k - 2] > 0 and diff[k:].max() > 0
+
+
+def test_noise_path_gives_the_conditioning_noise_level_nu():
+    # with the last layer at zero (signal 0, gain 1) the trace is white noise whose nu, as
+    # measured by noise_level_nu, is the nu the generator was given
+    rate, scale = 30.0, 2.0
+    cfg = ConditionalConfig(**TINY, nu_gain=np.sqrt(rate) / (95.4 * scale))
+    G = ConditionalGenerator(cfg)
+    torch.nn.init.zeros_(G.out.weight)
+    torch.nn.init.zeros_(G.out.bias)
+    s, ind, _, noise, z = _inputs(1, 20_000, cfg)
+    for nu in (0.3, 1.0, 4.0):
+        with torch.no_grad():
+            y = G(s, ind, torch.tensor([nu]), noise, z).numpy() * scale
+        assert noise_level_nu(y[None], rate)[0] == pytest.approx(nu, rel=0.03)
+
+
+def test_white_noise_enters_only_at_the_output():
+    cfg = ConditionalConfig(**TINY, nu_gain=0.05, noise_stride=4)
+    G = ConditionalGenerator(cfg)
+    s, ind, nu, noise, z = _inputs(2, 64, cfg)
+    white = torch.zeros_like(noise)
+    white[:, 0] = noise[:, 0]
+
+    def out(k):
+        with torch.no_grad():
+            return G(s, ind, nu, noise - white + k * white, z)
+
+    # the first noise channel enters linearly, scaled per frame by a gain it does not change
+    assert torch.allclose(out(2) - out(0), 2 * (out(1) - out(0)), atol=1e-5)
+    assert not torch.allclose(out(1), out(0))
+    # the trunk's noise is piecewise linear between knots every noise_stride frames
+    slow = slow_noise(noise, 4)
+    assert torch.equal(slow[..., ::4], noise[..., ::4])
+    second = slow.diff(n=2, dim=-1)[..., :60]
+    off_knot = torch.ones(60, dtype=torch.bool)
+    off_knot[3::4] = False  # second difference at frame j spans j .. j + 2
+    assert second[..., off_knot].abs().max() < 1e-5
 
 
 def test_spike_basis_is_the_causal_exponential_filter():
