@@ -227,6 +227,8 @@ def _phase_progress(bar):
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 20].")
 @click.option("--max-samples", type=click.IntRange(1), default=None,
               help="Training samples per network and epoch at most [default: 5000000].")
+@click.option("--smoothing", type=click.FloatRange(0), default=None,
+              help="SD (s) of the Gaussian smoothing the spike targets [default: 0.05].")
 @click.option("--noise-levels", default=None, metavar="LEVELS",
               help="Noise levels nu to train at, e.g. '1..9' or '1,2,4' [default: 1..9].")
 @click.option("--noise-conditioning/--per-level", default=None,
@@ -242,7 +244,8 @@ def _phase_progress(bar):
               help="Run cases on a dask.distributed cluster, e.g. tcp://host:8786.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
 def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_samples,
-         noise_levels, noise_conditioning, ensemble_size, seed, device, jobs, scheduler, quiet):
+         smoothing, noise_levels, noise_conditioning, ensemble_size, seed, device, jobs,
+         scheduler, quiet):
     """Leave-one-dataset-out: cnn trained without each dataset against tuned model-based
     methods on it, natively and at 30 Hz, nu 2.
 
@@ -273,7 +276,7 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
         recipe = Recipe().replace(
             noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
             noise_conditioning=noise_conditioning, ensemble_size=ensemble_size,
-            epochs=epochs, max_samples=max_samples, seed=seed)
+            epochs=epochs, max_samples=max_samples, smoothing_s=smoothing, seed=seed)
         L.train_folds(folders, model_dir, recipe, device=device, say=say)
     fold_models = L.model_folders(model_dir, [f.name for f in folders])
     grid = L.GRIDS[grid_name]
