@@ -638,8 +638,19 @@ def _reusable(case: Case, force: bool, rerun_failed: bool) -> bool:
         return False
     if {k: params.get(k) for k in case.spec()} != case.spec():
         return False  # the suite changed what this case means
+    if _input_newer(case):
+        return False  # the trace file was rewritten (e.g. regenerated twins) since the case ran
     status = log.get("status")
     return status == "ok" or (status == "failed" and not rerun_failed)
+
+
+def _input_newer(case: Case) -> bool:
+    """Whether the dataset's trace file (a file, not a folder) changed after the case's scores
+    were written: the same path can hold new traces."""
+    path = Path(case.dataset.path) if case.dataset.path else None
+    if path is None or not path.is_file():
+        return False
+    return path.stat().st_mtime_ns > (case.folder / "scores.csv").stat().st_mtime_ns
 
 
 # --- running ------------------------------------------------------------------------------------

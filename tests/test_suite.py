@@ -110,6 +110,28 @@ def test_reuse_and_force(tmp_path, monkeypatch):
     assert calls[-1].endswith("oasis-ar1") and len(calls) == 5
 
 
+def test_rewritten_trace_file_is_scored_again(tmp_path, monkeypatch):
+    # the same path with new traces (e.g. regenerated GAN twins) must not reuse old scores
+    from cabench.simulators import simulate
+
+    path = tmp_path / "traces.h5"
+    simulate(preset="GCaMP6f", cells=3, duration=20, noise=1.0, seed=1).save(path)
+    suite = _suite(tmp_path, f'name = "t"\n[[datasets]]\nname = "f"\npath = "{path}"\n'
+                             '[[methods]]\nname = "derivative"\n')
+    out = tmp_path / "out"
+    calls = []
+    real = S._run_case
+    monkeypatch.setattr(S, "_run_case", lambda case, ts: calls.append(case.label) or real(case, ts))
+    first = S.run_suite(suite, out)
+    S.run_suite(suite, out)
+    assert len(calls) == 1  # unchanged file: reused
+    simulate(preset="GCaMP6f", cells=3, duration=20, noise=1.0, seed=2).save(path, overwrite=True)
+    second = S.run_suite(suite, out)
+    assert len(calls) == 2
+    assert not np.allclose(first["value"].to_numpy(float), second["value"].to_numpy(float),
+                           equal_nan=True)
+
+
 def test_failure_is_recorded(tmp_path, monkeypatch):
     def boom(self, traces, frame_rate=None):
         raise RuntimeError("deliberate failure")
