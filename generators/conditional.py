@@ -123,7 +123,7 @@ class ConditionalConfig:
             raise CabenchError(f"nu_gain must be a finite number >= 0, got {self.nu_gain}")
         if self.nu_gain and self.noise_channels < 1:
             raise CabenchError("nu_gain needs at least one noise channel")
-        if int(self.noise_stride) < 1:
+        if self.noise_stride < 1:
             raise CabenchError(f"noise_stride must be at least 1, got {self.noise_stride}")
         if not 0 <= self.slope < 1:
             raise CabenchError(f"slope must be in [0, 1), got {self.slope}")

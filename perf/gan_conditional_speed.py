@@ -103,7 +103,8 @@ def main():
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    model = ConditionalConfig().replace(channels=a.channels)
+    # nu_gain as a run on the ground truth sets it (sqrt(30 Hz) / (95.4 x trace scale 4.08))
+    model = ConditionalConfig().replace(channels=a.channels, nu_gain=0.0141)
     G, D = build_conditional(model, 0)
     devices = a.devices.split(",") if a.devices else \
         ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
