@@ -54,6 +54,7 @@ from cabench.generators.gan_train import (
     FORMAT,
     FORMAT_VERSION,
     LOG,
+    _store_steps,
     _truncate_log,
     _versions,
     _write_new_run,
@@ -318,6 +319,7 @@ def train_conditional(
     created = False
     if ckpt is not None:
         trainer.load(ckpt)
+        _store_steps(run_dir, cfg, tc.steps)
         _truncate_log(run_dir / LOG, trainer.step)
     else:
         cfg["parameters"] = dict(generator=n_parameters(trainer.G),

@@ -162,6 +162,18 @@ def _write_new_run(run_dir: Path, cfg: dict[str, Any]) -> None:
         raise
 
 
+def _store_steps(run_dir: Path, cfg: dict[str, Any], steps: int) -> None:
+    """Record a new step target given on resume in ``config.json`` (atomically), so that a
+    later plain ``--resume`` trains towards it too."""
+    if cfg["training"].get("steps") == steps:
+        return
+    cfg["training"]["steps"] = steps
+    path = run_dir / CONFIG
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Keep the log rows up to ``step`` (rows written after the last checkpoint go)."""
     rows = []
@@ -412,6 +424,7 @@ def train_gan(
     val_s = WindowSampler(data, data.val, dev) if data.val else None
     if rank == 0:
         if resume:
+            _store_steps(run_dir, cfg, tc.steps)
             _truncate_log(run_dir / LOG, trainer.step)
         say(f"{data.n_cells} cells, window {gan.window} frames, {train_s.n} training and "
             f"{val_s.n if val_s else 0} validation windows; steps {trainer.step} -> {tc.steps}"

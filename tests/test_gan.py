@@ -129,6 +129,7 @@ def test_resume_is_bit_for_bit(sim, tmp_path):
     _train(sim[0], tmp_path / "b", 20)
     resumed = _train(sim[0], tmp_path / "b", 40, resume=True)
     assert resumed.step == 40
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["training"]["steps"] == 40
     for m in ("G", "D"):
         a, b = getattr(straight, m).state_dict(), getattr(resumed, m).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)

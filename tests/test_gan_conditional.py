@@ -328,6 +328,7 @@ def test_resume_is_bit_for_bit(gt, tmp_path):
     _train(gt, tmp_path / "b", 3, checkpoint_every=3)
     resumed = _train(gt, tmp_path / "b", 6, resume=True)
     assert resumed.step == 6
+    assert json.loads((tmp_path / "b" / CONFIG).read_text())["training"]["steps"] == 6
     for m in ("G", "D"):
         a, b = getattr(straight, m).state_dict(), getattr(resumed, m).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -416,7 +417,8 @@ def test_cli_train_and_generate(gt, tmp_path, run):
     assert res.exit_code == 0, res.output
     with open(rd / LOG) as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 3]
-    assert json.loads((rd / CONFIG).read_text())["training"]["steps"] == 2  # first config kept
+    # the new target is stored, so a plain --resume would not stop at the first one
+    assert json.loads((rd / CONFIG).read_text())["training"]["steps"] == 3
     spk = _spike_set()
     spk.save(tmp_path / "spikes.h5")
     res = run("generate", rd, "--spikes", tmp_path / "spikes.h5", "-o", tmp_path / "g.h5",
