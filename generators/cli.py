@@ -71,12 +71,19 @@ def _init_distributed(device: str) -> bool:
 @click.option("--dilations", default=None, metavar="D1,D2,..",
               help="Conditional: dilations of the generator's residual blocks "
                    "[1,2,4,8,16,32,64,128].")
+@click.option("--init-from", type=click.Path(), default=None, metavar="RUN",
+              help="Conditional: start a new run from the weights of RUN (fine tuning with "
+                   "other settings or data; RUN's architecture, frame rate and trace scale).")
+@click.option("--recon-weight", type=click.FloatRange(0), default=None,
+              help="Conditional: weight of the reconstruction term (Huber loss of the real "
+                   "trace around the generated signal, in noise SDs) in the generator loss "
+                   "[0: none].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 @click.pass_context
 def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size, device,
               precision, seed, resume, log_every, checkpoint_every, val_fraction, scaling,
               latent, gen_channels, critic_channels, frame_rate, val_datasets, channels,
-              dilations, quiet):
+              dilations, init_from, recon_weight, quiet):
     """Train CalciumGAN (WGAN-GP) on windows of all cells of the DATA trace files.
 
     Windows of --window frames at stride 2; the last --val-fraction of each recording is held
@@ -102,7 +109,8 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
 
         conditional = run_kind(run_dir) == "conditional"
     only = (("val_fraction", "precision", "scaling", "gen_channels") if conditional else
-            ("frame_rate", "val_datasets", "channels", "dilations"))
+            ("frame_rate", "val_datasets", "channels", "dilations", "init_from",
+             "recon_weight"))
     given = [n for n in only
              if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
     if given:
@@ -114,7 +122,7 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
         return _train_conditional(data, run_dir, window, epochs, steps, batch_size, device,
                                   seed, resume, log_every, checkpoint_every, latent,
                                   critic_channels, frame_rate, val_datasets, channels,
-                                  dilations, quiet)
+                                  dilations, init_from, recon_weight, quiet)
     import time
 
     from cabench.cli import invocation
@@ -153,7 +161,7 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
 
 def _train_conditional(data, run_dir, window, epochs, steps, batch_size, device, seed, resume,
                        log_every, checkpoint_every, latent, critic_channels, frame_rate,
-                       val_datasets, channels, dilations, quiet):
+                       val_datasets, channels, dilations, init_from, recon_weight, quiet):
     import time
 
     from cabench.cli import invocation
@@ -163,14 +171,15 @@ def _train_conditional(data, run_dir, window, epochs, steps, batch_size, device,
     model = dict(latent=latent, critic_channels=_ints(critic_channels), channels=channels,
                  dilations=_ints(dilations))
     tc = dict(batch_size=batch_size, window=window, frame_rate=frame_rate, seed=seed,
-              log_every=log_every, checkpoint_every=checkpoint_every,
+              recon_weight=recon_weight, log_every=log_every, checkpoint_every=checkpoint_every,
               val_datasets=None if val_datasets is None else
               [v.strip() for v in val_datasets.split(",") if v.strip()])
     t0 = time.perf_counter()
     with progress_bar(None, "train-gan", "step", quiet) as bar:
         progress, log = bar_callbacks(bar)
         trainer = train_conditional(
-            list(data), run_dir, steps=steps, epochs=epochs, resume=resume, device=device,
+            list(data), run_dir, steps=steps, epochs=epochs, resume=resume,
+            init_from=init_from, device=device,
             model_overrides={k: v for k, v in model.items() if v is not None},
             train_overrides={k: v for k, v in tc.items()
                              if v is not None or k == "val_datasets"},

@@ -254,7 +254,10 @@ class ConditionalGenerator(nn.Module):
         self.out = nn.Conv1d(c.channels, 2 if c.nu_gain else 1, 1)
 
     def forward(self, spikes: torch.Tensor, indicator: torch.Tensor, nu: torch.Tensor,
-                noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+                noise: torch.Tensor, latent: torch.Tensor, with_signal: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The scaled trace; with ``with_signal`` also its signal ``m`` (the trace without the
+        white noise of the noise path; the trace itself when ``nu_gain`` is 0)."""
         la = self.config.lookahead
         s = spikes.float()
         if la:
@@ -268,10 +271,12 @@ class ConditionalGenerator(nn.Module):
         for block in self.blocks:
             x = block(x, cond)
         y = self.out(self.act(x))
-        if not c.nu_gain:
-            return y[:, 0, :]
-        gain = nn.functional.softplus(y[:, 1, :] + _SOFTPLUS_ONE)
-        return y[:, 0, :] + noise_sd(nu, c.nu_gain) * gain * noise[:, 0, :]
+        signal = y[:, 0, :]
+        trace = signal
+        if c.nu_gain:
+            gain = nn.functional.softplus(y[:, 1, :] + _SOFTPLUS_ONE)
+            trace = signal + noise_sd(nu, c.nu_gain) * gain * noise[:, 0, :]
+        return (trace, signal) if with_signal else trace
 
 
 class ConditionalCritic(nn.Module):

@@ -11,7 +11,13 @@ data), the seed, versions and the command line. An unconditional run has no ``ki
 Each generator step: ``n_critic`` critic updates, each on a fresh batch of real (spikes, trace)
 windows; the generated trace of a window comes from the same spikes, indicator and nu; WGAN-GP
 with the penalty on traces interpolated between real and generated, the spikes fixed. Then one
-generator update on a fresh batch. Adam lr 1e-4, betas (0.5, 0.9), penalty weight 10. A
+generator update on a fresh batch: the critic's score plus, with ``recon_weight`` > 0, that
+weight times a reconstruction term: the Huber loss (threshold 3) of the real trace around the
+generated signal (the trace without its white noise), in units of the noise SD that the
+window's nu implies. It pulls the signal towards the mean trace given the spikes (the
+spike-triggered average is such a mean), which a critic that sees whole windows constrains only
+loosely; the term is logged (column ``reconstruction``) whenever the model has a noise path.
+Adam lr 1e-4, betas (0.5, 0.9), penalty weight 10. A
 window's indicator is replaced by "unknown" with probability ``unknown_prob`` (0.1), so that
 generation for an unnamed indicator is trained too.
 
@@ -42,6 +48,7 @@ from cabench.generators.conditional import (
     ConditionalGenerator,
     build_conditional,
     indicator_index,
+    noise_sd,
 )
 from cabench.generators.conditional_data import (
     DEFAULT_FRAME_RATE,
@@ -90,6 +97,7 @@ class ConditionalTrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     unknown_prob: float = 0.1
+    recon_weight: float = 0.0
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -110,6 +118,9 @@ class ConditionalTrainConfig:
                                f"{self.frame_rate}")
         if not 0 <= self.unknown_prob <= 1:
             raise CabenchError(f"unknown_prob must be in [0, 1], got {self.unknown_prob}")
+        if not (math.isfinite(self.recon_weight) and self.recon_weight >= 0):
+            raise CabenchError(f"recon_weight must be a finite number >= 0, got "
+                               f"{self.recon_weight}")
         if self.lr <= 0 or self.gp_lambda < 0:
             raise CabenchError("lr must be positive and gp_lambda not negative")
 
@@ -178,6 +189,8 @@ class ConditionalTrainer:
         self.opt_c = torch.optim.Adam(self.D.parameters(), lr=self.tc.lr, betas=self.tc.betas)
         self.unknown = self.model.indicators.index(UNKNOWN)
         self.step = 0
+        if self.tc.recon_weight and not self.model.nu_gain:
+            raise CabenchError("recon_weight needs a model with a noise path (nu_gain > 0)")
 
     def state(self) -> dict[str, Any]:
         return dict(format_version=FORMAT_VERSION, kind=KIND, step=self.step,
@@ -194,9 +207,16 @@ class ConditionalTrainer:
         noise = torch.randn(bs, m.noise_channels, frames, generator=g).to(self.device)
         return noise, torch.randn(bs, m.latent, generator=g).to(self.device)
 
-    def _fake(self, b: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
+    def _fake(self, b: dict[str, torch.Tensor], g: torch.Generator, with_signal: bool = False
+              ) -> Any:
         noise, latent = self._noise(b["spikes"].shape[0], b["spikes"].shape[1], g)
-        return self.G(b["spikes"], b["indicator"], b["nu"], noise, latent)
+        return self.G(b["spikes"], b["indicator"], b["nu"], noise, latent, with_signal)
+
+    def _reconstruction(self, signal: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean Huber loss (threshold 3) of the real trace's deviation from the generated
+        signal, in units of the noise SD that the window's nu implies."""
+        z = (b["trace"] - signal) / noise_sd(b["nu"], self.model.nu_gain)
+        return torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=3.0)
 
     def _score(self, trace: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.D(trace, b["spikes"], b["indicator"], b["nu"])
@@ -224,14 +244,18 @@ class ConditionalTrainer:
                 sums[k] = sums[k] + v.detach()
         self.D.requires_grad_(False)
         b = sampler.batch(bs, g, tc.unknown_prob, self.unknown)
-        g_loss = -self._score(self._fake(b, g), b).mean()
+        fake, signal = self._fake(b, g, with_signal=True)
+        g_loss = -self._score(fake, b).mean()
+        recon = self._reconstruction(signal, b) if self.model.nu_gain else None
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        (g_loss + tc.recon_weight * recon if tc.recon_weight else g_loss).backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.step += 1
         out = {k: v / tc.n_critic for k, v in sums.items()}
         out["generator_loss"] = g_loss.detach()
+        if recon is not None:
+            out["reconstruction"] = recon.detach()
         return out
 
     @torch.no_grad()
@@ -266,6 +290,7 @@ def train_conditional(
     steps: int | None = None,
     epochs: int | None = None,
     resume: bool = False,
+    init_from: str | Path | None = None,
     device: str = "auto",
     model_overrides: dict[str, Any] | None = None,
     train_overrides: dict[str, Any] | None = None,
@@ -275,13 +300,22 @@ def train_conditional(
 ) -> ConditionalTrainer:
     """Train (or, with ``resume``, continue) a conditional run in ``run_dir`` on the
     ground truth under ``sources`` (dataset folders; see
-    :mod:`~cabench.generators.conditional_data`); returns the trainer."""
+    :mod:`~cabench.generators.conditional_data`); returns the trainer.
+
+    ``init_from``: a new run that starts from the weights of that run's checkpoint (fine
+    tuning, e.g. with other training settings or data); it takes that run's architecture,
+    frame rate and trace scale, starts fresh optimisers at step 0 and records where it began."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise CabenchError("the conditional GAN trains in one process (no torchrun)")
     run_dir = Path(run_dir)
     say = log or (lambda _m: None)
     dev = resolve_device(device)
     ckpt = None
+    source = _init_source(init_from, resume, model_overrides, train_overrides)
+    if source is not None:
+        model_overrides = source["config"]["model"]
+        train_overrides = {**(train_overrides or {}),
+                           "frame_rate": source["config"]["training"]["frame_rate"]}
     if resume:
         cfg = _read_conditional(run_dir)
         ckpt = load_checkpoint(run_dir)
@@ -304,6 +338,8 @@ def train_conditional(
             tc = replace(tc, steps=resolve_steps(data, tc.batch_size, steps, epochs))
     else:
         tc = replace(tc, steps=resolve_steps(data, tc.batch_size, steps, epochs))
+        if source is not None:
+            data = replace(data, trace_scale=float(source["config"]["data"]["trace_scale"]))
         if "nu_gain" not in (model_overrides or {}):
             model = model.replace(nu_gain=math.sqrt(data.frame_rate) / (95.4 * data.trace_scale))
         cfg = dict(format=FORMAT, format_version=FORMAT_VERSION, kind=KIND,
@@ -312,11 +348,17 @@ def train_conditional(
                        generator=model.receptive_field, critic=model.critic_field),
                    device=str(dev), precision="fp32", versions=_versions(), command=command,
                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        if source is not None:
+            cfg["init_from"] = dict(run=str(init_from), step=source["step"],
+                                    data_fingerprint=source["config"]["data"]["fingerprint"])
     if model.receptive_field - model.lookahead > tc.window or model.critic_field > tc.window:
         say(f"note: receptive fields ({model.receptive_field} generator, {model.critic_field} "
             f"critic frames) exceed the {tc.window}-frame window")
     trainer = ConditionalTrainer(model, tc, dev)
     created = False
+    if source is not None:
+        trainer.G.load_state_dict(source["generator"])
+        trainer.D.load_state_dict(source["critic"])
     if ckpt is not None:
         trainer.load(ckpt)
         _store_steps(run_dir, cfg, tc.steps)
@@ -335,6 +377,27 @@ def train_conditional(
     run_steps(trainer, train_s, val_s, tc, run_dir, writer=True, fresh=ckpt is None,
               created=created, progress=progress)
     return trainer
+
+
+def _init_source(init_from: str | Path | None, resume: bool,
+                 model_overrides: dict[str, Any] | None,
+                 train_overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The config, step and weights of the run a new run starts from (None: none)."""
+    if init_from is None:
+        return None
+    if resume:
+        raise CabenchError("--init-from starts a new run; it does not go with --resume")
+    if any(v is not None for v in (model_overrides or {}).values()):
+        raise CabenchError("--init-from takes the architecture of the run it starts from; "
+                           "leave out the architecture options")
+    rate = (train_overrides or {}).get("frame_rate")
+    cfg = _read_conditional(init_from)
+    if rate is not None and float(rate) != float(cfg["training"]["frame_rate"]):
+        raise CabenchError(f"--init-from {init_from}: that run works at "
+                           f"{cfg['training']['frame_rate']:g} Hz, not {rate:g} Hz")
+    ckpt = load_checkpoint(init_from)
+    return dict(config=cfg, step=int(ckpt["step"]), generator=ckpt["generator"],
+                critic=ckpt["critic"])
 
 
 # --- generation ---------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ FORMAT = "cabench-gan-run"
 FORMAT_VERSION = 1
 CONFIG, CHECKPOINT, LOG = "config.json", "checkpoint.pt", "log.csv"
 LOG_COLUMNS = ("step", "critic_loss", "generator_loss", "gradient_penalty", "wasserstein",
-               "val_wasserstein", "seconds")
+               "val_wasserstein", "seconds", "reconstruction")
 DEFAULT_EPOCHS = 400
 
 

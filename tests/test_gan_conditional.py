@@ -336,6 +336,70 @@ def test_resume_is_bit_for_bit(gt, tmp_path):
         _train(gt, tmp_path / "a", 2)
 
 
+def test_reconstruction_is_huber_loss_in_noise_sds(gt):
+    from cabench.generators.conditional_train import ConditionalTrainConfig, ConditionalTrainer
+
+    model = ConditionalConfig(**TINY, nu_gain=0.01)
+    trainer = ConditionalTrainer(model, ConditionalTrainConfig(recon_weight=1.0),
+                                 torch.device("cpu"))
+    nu = torch.tensor([0.5, 2.0])
+    trace = torch.zeros(2, 4)
+    # deviations of 1 and 5 noise SDs: Huber (threshold 3) gives 0.5 and 3 x (5 - 1.5)
+    signal = -torch.tensor([[1.0], [5.0]]) * 0.01 * nu[:, None] * torch.ones(2, 4)
+    got = trainer._reconstruction(signal, dict(trace=trace, nu=nu))
+    assert float(got) == pytest.approx((0.5 + 3 * 3.5) / 2)
+    with pytest.raises(CabenchError, match="noise path"):
+        ConditionalTrainer(model.replace(nu_gain=0.0), ConditionalTrainConfig(recon_weight=1.0),
+                           torch.device("cpu"))
+    with pytest.raises(CabenchError, match="recon_weight"):
+        ConditionalTrainConfig(recon_weight=-1.0)
+
+
+def test_reconstruction_term_pulls_the_signal_to_the_real_trace(gt):
+    from cabench.generators.conditional_train import ConditionalTrainConfig, ConditionalTrainer
+
+    data = prepare_conditional(load_recordings([gt]), 48, vocabulary=INDICATORS)
+    sampler = PairSampler(data, data.train, torch.device("cpu"))
+    model = ConditionalConfig(**TINY, nu_gain=0.05)
+    fixed = sampler.batch(64, torch.Generator().manual_seed(99))
+    after = {}
+    for w in (0.0, 100.0):
+        t = ConditionalTrainer(model, ConditionalTrainConfig(batch_size=8, lr=1e-3, n_critic=1,
+                                                             recon_weight=w, seed=1),
+                               torch.device("cpu"))
+        for _ in range(80):
+            t.train_step(sampler)
+        with torch.no_grad():
+            _, signal = t._fake(fixed, torch.Generator().manual_seed(5), with_signal=True)
+            after[w] = float(t._reconstruction(signal, fixed))
+    assert after[100.0] < 0.5 * after[0.0], after
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(gt, cond_run, tmp_path):
+    src = json.loads((cond_run / CONFIG).read_text())
+    rd = tmp_path / "tuned"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = train_conditional([gt / "DS01-OGB1-m-V1"], rd, steps=0, device="cpu",
+                                    init_from=cond_run,
+                                    train_overrides=dict(window=48, recon_weight=1.0))
+    src_ckpt = torch.load(cond_run / "checkpoint.pt", weights_only=True)
+    state = trainer.G.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in src_ckpt["generator"].items())
+    cfg = json.loads((rd / CONFIG).read_text())
+    assert cfg["init_from"] == dict(run=str(cond_run), step=4,
+                                    data_fingerprint=src["data"]["fingerprint"])
+    assert cfg["model"] == src["model"] and trainer.step == 0
+    assert cfg["data"]["trace_scale"] == src["data"]["trace_scale"]  # other data, same scale
+    assert cfg["data"]["train_datasets"] == ["DS01-OGB1-m-V1"]
+    for kw, msg in ((dict(resume=True), "--resume"),
+                    (dict(model_overrides=dict(channels=4)), "architecture"),
+                    (dict(train_overrides=dict(frame_rate=20.0)), "30 Hz")):
+        with pytest.raises(CabenchError, match=msg):
+            train_conditional([gt], tmp_path / "x", steps=0, device="cpu", init_from=cond_run,
+                              **kw)
+
+
 def test_run_kind_of_unconditional_and_missing(tmp_path):
     rd = tmp_path / "u"
     rd.mkdir()
@@ -464,6 +528,9 @@ def test_cli_one_line_errors(gt, cond_run, tmp_path, run):
         (["train-gan", "--conditional", tmp_path / "sim.h5", "-o", tmp_path / "r"],
          "no ground-truth spikes"),
         (["train-gan", gt, "-o", tmp_path / "r", "--frame-rate", 30], "--conditional"),
+        (["train-gan", gt, "-o", tmp_path / "r", "--recon-weight", 1], "--conditional"),
+        (["train-gan", "--conditional", gt, "-o", tmp_path / "r", "--init-from", cond_run,
+          "--channels", 4], "architecture"),
         (["train-gan", "--conditional", gt, "-o", uncond, "--resume"], "unconditional"),
     ]
     for args, msg in cases:
