@@ -11,7 +11,9 @@ A run folder holds
   renamed (``os.replace``) every ``checkpoint_every`` steps and at the end.
 - ``log.csv``: every ``log_every`` steps: step, critic loss, generator loss, gradient penalty,
   Wasserstein estimate (mean critic score of real minus generated windows, over the step's
-  critic updates) and the same estimate on held-out validation windows (empty without them).
+  critic updates), the same estimate on held-out validation windows (empty without them), the
+  seconds since the (re)start and, for a conditional run with a noise path, its reconstruction
+  term (:mod:`cabench.generators.conditional_train`; empty otherwise).
 
 Randomness: initial weights come from ``seed``; everything drawn in generator step ``s`` (real
 batches, one fresh batch per critic update; latents; interpolation weights; phase shifts) comes
