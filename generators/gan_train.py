@@ -60,6 +60,7 @@ from cabench.generators.calciumgan import (
     n_parameters,
 )
 from cabench.generators.gan_data import GanData, WindowSampler, load_sets, prepare
+from cabench.traceset import atomic_path
 
 FORMAT = "cabench-gan-run"
 FORMAT_VERSION = 1
@@ -170,10 +171,8 @@ def _store_steps(run_dir: Path, cfg: dict[str, Any], steps: int) -> None:
     if cfg["training"].get("steps") == steps:
         return
     cfg["training"]["steps"] = steps
-    path = run_dir / CONFIG
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(run_dir / CONFIG, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
 def _truncate_log(path: Path, step: int) -> None:
