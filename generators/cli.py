@@ -78,12 +78,16 @@ def _init_distributed(device: str) -> bool:
               help="Conditional: weight of the reconstruction term (Huber loss of the real "
                    "trace around the generated signal, in noise SDs) in the generator loss "
                    "[0: none].")
+@click.option("--nu-weight", type=click.FloatRange(0), default=None,
+              help="Conditional: weight of the noise-level term (squared log ratio of each "
+                   "generated window's nu to the real window's) in the generator loss "
+                   "[0: none].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 @click.pass_context
 def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size, device,
               precision, seed, resume, log_every, checkpoint_every, val_fraction, scaling,
               latent, gen_channels, critic_channels, frame_rate, val_datasets, channels,
-              dilations, init_from, recon_weight, quiet):
+              dilations, init_from, recon_weight, nu_weight, quiet):
     """Train CalciumGAN (WGAN-GP) on windows of all cells of the DATA trace files.
 
     Windows of --window frames at stride 2; the last --val-fraction of each recording is held
@@ -110,7 +114,7 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
         conditional = run_kind(run_dir) == "conditional"
     only = (("val_fraction", "precision", "scaling", "gen_channels") if conditional else
             ("frame_rate", "val_datasets", "channels", "dilations", "init_from",
-             "recon_weight"))
+             "recon_weight", "nu_weight"))
     given = [n for n in only
              if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
     if given:
@@ -122,7 +126,7 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
         return _train_conditional(data, run_dir, window, epochs, steps, batch_size, device,
                                   seed, resume, log_every, checkpoint_every, latent,
                                   critic_channels, frame_rate, val_datasets, channels,
-                                  dilations, init_from, recon_weight, quiet)
+                                  dilations, init_from, recon_weight, nu_weight, quiet)
     import time
 
     from cabench.cli import invocation
@@ -161,7 +165,8 @@ def train_gan(ctx, data, run_dir, conditional, window, epochs, steps, batch_size
 
 def _train_conditional(data, run_dir, window, epochs, steps, batch_size, device, seed, resume,
                        log_every, checkpoint_every, latent, critic_channels, frame_rate,
-                       val_datasets, channels, dilations, init_from, recon_weight, quiet):
+                       val_datasets, channels, dilations, init_from, recon_weight, nu_weight,
+                       quiet):
     import time
 
     from cabench.cli import invocation
@@ -171,7 +176,8 @@ def _train_conditional(data, run_dir, window, epochs, steps, batch_size, device,
     model = dict(latent=latent, critic_channels=_ints(critic_channels), channels=channels,
                  dilations=_ints(dilations))
     tc = dict(batch_size=batch_size, window=window, frame_rate=frame_rate, seed=seed,
-              recon_weight=recon_weight, log_every=log_every, checkpoint_every=checkpoint_every,
+              recon_weight=recon_weight, nu_weight=nu_weight, log_every=log_every,
+              checkpoint_every=checkpoint_every,
               val_datasets=None if val_datasets is None else
               [v.strip() for v in val_datasets.split(",") if v.strip()])
     t0 = time.perf_counter()

@@ -17,6 +17,12 @@ generated signal (the trace without its white noise), in units of the noise SD t
 window's nu implies. It pulls the signal towards the mean trace given the spikes (the
 spike-triggered average is such a mean), which a critic that sees whole windows constrains only
 loosely; the term is logged (column ``reconstruction``) whenever the model has a noise path.
+With ``nu_weight`` > 0 it also adds that weight times the mean squared log ratio of each
+generated window's noise level to that of the real window with the same spikes (nu measured as
+in :func:`cabench.noise_level.noise_level_nu`: the median absolute frame-to-frame difference).
+The reconstruction term leaves the noise level to the noise gain, which drifts too high without
+it; the geometric mean of the ratio is logged (column ``nu_ratio``) whenever the model has a
+noise path.
 Adam lr 1e-4, betas (0.5, 0.9), penalty weight 10. A
 window's indicator is replaced by "unknown" with probability ``unknown_prob`` (0.1), so that
 generation for an unnamed indicator is trained too.
@@ -98,6 +104,7 @@ class ConditionalTrainConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     unknown_prob: float = 0.1
     recon_weight: float = 0.0
+    nu_weight: float = 0.0
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -118,9 +125,10 @@ class ConditionalTrainConfig:
                                f"{self.frame_rate}")
         if not 0 <= self.unknown_prob <= 1:
             raise CabenchError(f"unknown_prob must be in [0, 1], got {self.unknown_prob}")
-        if not (math.isfinite(self.recon_weight) and self.recon_weight >= 0):
-            raise CabenchError(f"recon_weight must be a finite number >= 0, got "
-                               f"{self.recon_weight}")
+        for name in ("recon_weight", "nu_weight"):
+            w = getattr(self, name)
+            if not (math.isfinite(w) and w >= 0):
+                raise CabenchError(f"{name} must be a finite number >= 0, got {w}")
         if self.lr <= 0 or self.gp_lambda < 0:
             raise CabenchError("lr must be positive and gp_lambda not negative")
 
@@ -189,8 +197,9 @@ class ConditionalTrainer:
         self.opt_c = torch.optim.Adam(self.D.parameters(), lr=self.tc.lr, betas=self.tc.betas)
         self.unknown = self.model.indicators.index(UNKNOWN)
         self.step = 0
-        if self.tc.recon_weight and not self.model.nu_gain:
-            raise CabenchError("recon_weight needs a model with a noise path (nu_gain > 0)")
+        for name in ("recon_weight", "nu_weight"):
+            if getattr(self.tc, name) and not self.model.nu_gain:
+                raise CabenchError(f"{name} needs a model with a noise path (nu_gain > 0)")
 
     def state(self) -> dict[str, Any]:
         return dict(format_version=FORMAT_VERSION, kind=KIND, step=self.step,
@@ -217,6 +226,15 @@ class ConditionalTrainer:
         signal, in units of the noise SD that the window's nu implies."""
         z = (b["trace"] - signal) / noise_sd(b["nu"], self.model.nu_gain)
         return torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=3.0)
+
+    @staticmethod
+    def _nu_log_ratio(fake: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per window ``(batch,)``: log of the generated window's noise level over the real
+        window's (median absolute frame-to-frame difference; the scale cancels)."""
+        def level(x: torch.Tensor) -> torch.Tensor:
+            return x.diff(dim=-1).abs().median(dim=-1).values.clamp_min(1e-8).log()
+
+        return level(fake) - level(b["trace"])
 
     def _score(self, trace: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.D(trace, b["spikes"], b["indicator"], b["nu"])
@@ -246,9 +264,16 @@ class ConditionalTrainer:
         b = sampler.batch(bs, g, tc.unknown_prob, self.unknown)
         fake, signal = self._fake(b, g, with_signal=True)
         g_loss = -self._score(fake, b).mean()
-        recon = self._reconstruction(signal, b) if self.model.nu_gain else None
+        loss = g_loss
+        recon = ratio = None
+        if self.model.nu_gain:
+            recon, ratio = self._reconstruction(signal, b), self._nu_log_ratio(fake, b)
+            if tc.recon_weight:
+                loss = loss + tc.recon_weight * recon
+            if tc.nu_weight:
+                loss = loss + tc.nu_weight * ratio.square().mean()
         self.opt_g.zero_grad(set_to_none=True)
-        (g_loss + tc.recon_weight * recon if tc.recon_weight else g_loss).backward()
+        loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.step += 1
@@ -256,6 +281,7 @@ class ConditionalTrainer:
         out["generator_loss"] = g_loss.detach()
         if recon is not None:
             out["reconstruction"] = recon.detach()
+            out["nu_ratio"] = ratio.detach().mean().exp()
         return out
 
     @torch.no_grad()

@@ -13,7 +13,8 @@ A run folder holds
   Wasserstein estimate (mean critic score of real minus generated windows, over the step's
   critic updates), the same estimate on held-out validation windows (empty without them), the
   seconds since the (re)start and, for a conditional run with a noise path, its reconstruction
-  term (:mod:`cabench.generators.conditional_train`; empty otherwise).
+  term and generated-to-real noise-level ratio (:mod:`cabench.generators.conditional_train`;
+  empty otherwise).
 
 Randomness: initial weights come from ``seed``; everything drawn in generator step ``s`` (real
 batches, one fresh batch per critic update; latents; interpolation weights; phase shifts) comes
@@ -66,7 +67,7 @@ FORMAT = "cabench-gan-run"
 FORMAT_VERSION = 1
 CONFIG, CHECKPOINT, LOG = "config.json", "checkpoint.pt", "log.csv"
 LOG_COLUMNS = ("step", "critic_loss", "generator_loss", "gradient_penalty", "wasserstein",
-               "val_wasserstein", "seconds", "reconstruction")
+               "val_wasserstein", "seconds", "reconstruction", "nu_ratio")
 DEFAULT_EPOCHS = 400
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -375,6 +376,49 @@ def test_reconstruction_term_pulls_the_signal_to_the_real_trace(gt):
     assert after[100.0] < 0.5 * after[0.0], after
 
 
+def test_nu_log_ratio_measures_noise_like_the_noise_level():
+    from cabench.generators.conditional_train import ConditionalTrainer
+    from cabench.noise_level import noise_level_nu
+
+    rng = np.random.default_rng(3)
+    real = rng.normal(0, 0.02, (3, 600)).astype(np.float32)
+    real[:, 300:] += 0.5  # a step: one large difference, ignored by the median
+    fake = real * np.array([[1.0], [2.0], [0.5]], np.float32)
+    got = ConditionalTrainer._nu_log_ratio(torch.from_numpy(fake),
+                                           dict(trace=torch.from_numpy(real)))
+    expected = np.log(noise_level_nu(fake, 30.0) / noise_level_nu(real, 30.0))  # 599 diffs
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(got.numpy(), np.log([1.0, 2.0, 0.5]), atol=1e-5)
+
+
+def test_nu_term_calibrates_the_generated_noise_level(gt):
+    from cabench.generators.conditional_train import ConditionalTrainConfig, ConditionalTrainer
+
+    data = prepare_conditional(load_recordings([gt]), 48, vocabulary=INDICATORS)
+    sampler = PairSampler(data, data.train, torch.device("cpu"))
+    # noise gain 3x too large per unit nu: generated windows start ~3x too noisy
+    model = ConditionalConfig(**TINY, nu_gain=3 * math.sqrt(30.0) / (95.4 * data.trace_scale))
+    fixed = sampler.batch(64, torch.Generator().manual_seed(99))
+    after = {}
+    for w in (0.0, 10.0):
+        t = ConditionalTrainer(model, ConditionalTrainConfig(batch_size=8, lr=1e-3, n_critic=1,
+                                                             nu_weight=w, seed=1),
+                               torch.device("cpu"))
+        for _ in range(120):
+            logged = t.train_step(sampler)
+        with torch.no_grad():
+            fake = t._fake(fixed, torch.Generator().manual_seed(5))
+            after[w] = float(t._nu_log_ratio(fake, fixed).median())
+        assert "nu_ratio" in logged
+    # the median log ratio (the bias; single 48-frame windows scatter by ~0.2 either way)
+    assert abs(after[10.0]) < 0.1 and after[0.0] > 0.2, after
+    with pytest.raises(CabenchError, match="nu_weight"):
+        ConditionalTrainConfig(nu_weight=float("nan"))
+    with pytest.raises(CabenchError, match="noise path"):
+        ConditionalTrainer(model.replace(nu_gain=0.0), ConditionalTrainConfig(nu_weight=1.0),
+                           torch.device("cpu"))
+
+
 def test_init_from_starts_a_new_run_from_another_runs_weights(gt, cond_run, tmp_path):
     src = json.loads((cond_run / CONFIG).read_text())
     rd = tmp_path / "tuned"
@@ -529,6 +573,7 @@ def test_cli_one_line_errors(gt, cond_run, tmp_path, run):
          "no ground-truth spikes"),
         (["train-gan", gt, "-o", tmp_path / "r", "--frame-rate", 30], "--conditional"),
         (["train-gan", gt, "-o", tmp_path / "r", "--recon-weight", 1], "--conditional"),
+        (["train-gan", gt, "-o", tmp_path / "r", "--nu-weight", 1], "--conditional"),
         (["train-gan", "--conditional", gt, "-o", tmp_path / "r", "--init-from", cond_run,
           "--channels", 4], "architecture"),
         (["train-gan", "--conditional", gt, "-o", uncond, "--resume"], "unconditional"),
