@@ -4,11 +4,13 @@ For each held-out dataset (by default the run's own validation datasets, recorde
 ``config.json``), every recording is resampled to the run's frame rate and gets two twins made
 for its real spikes: the GAN's (:func:`cabench.generators.conditional_train.generate_traces`,
 at the recording's median noise level nu) and the simulator's (the dataset's indicator preset,
-nu matched per cell; :func:`cabench.simulators.from_spikes.traces_from_spikes`). The twins are
-built and cached exactly as for the validity study (:func:`cabench.benchmark.validity.
-build_sources`). :func:`cabench.generators.conditional_eval.evaluate_conditional` then compares
-both with the real recordings of each dataset (spike-triggered average, amplitudes, noise
-spectrum, nu, classifier test given the spikes).
+nu matched per cell; :func:`cabench.simulators.from_spikes.traces_from_spikes`); twins of a
+recording resampled up from a lower native rate are band-limited to its native bandwidth, with
+its native nu. The twins are built and cached exactly as for the validity study
+(:func:`cabench.benchmark.validity.build_sources`).
+:func:`cabench.generators.conditional_eval.evaluate_conditional` then compares both with
+the real recordings of each dataset (spike-triggered average, amplitudes, noise spectrum, nu,
+classifier test given the spikes).
 
 Output folder: ``sources/`` (the trace files), ``<dataset>/`` (that dataset's metrics.csv,
 sta.csv, psd.csv and figures), ``metrics.csv`` (all datasets, with a ``dataset`` column) and

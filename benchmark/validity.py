@@ -9,6 +9,11 @@ For every CASCADE ground-truth dataset, three *sources* of the same spikes on th
 * ``gan``: a conditional CalciumGAN driven by the real spikes
   (``cabench.generators.conditional_train.generate_traces``), when a GAN run is given.
 
+A recording resampled up from a native rate more than 5 % below the common rate has no power
+above its native Nyquist frequency. Its twins are made with the nu of the recording at its
+native rate and then band-limited to that frequency (:func:`cabench.conditions.band_limit`),
+so that they have its bandwidth and its noise, not white noise across the whole band.
+
 Each source is written as one trace file per recording under ``OUT/sources/<source>/<dataset>/``
 (with a ``manifest.json``; reused while its parameters are unchanged) and one benchmark suite
 scores every method on all of them (``OUT/suite/``, cached per case).
@@ -139,12 +144,13 @@ def build_sources(
         preset = preset_for_indicator(indicator)
         wanted = {"real": base}
         if preset is not None:
-            wanted["simulated"] = dict(base, preset=preset, seed=seed)
+            wanted["simulated"] = dict(base, preset=preset, seed=seed, bandwidth="native")
         else:
             skipped.append(dict(dataset=name, recording=ALL, source="simulated",
                                 reason=f"indicator {indicator or '(none)'!r} has no preset"))
         if gan_params is not None:
-            wanted["gan"] = dict(base, gan=gan_params, seed=seed, indicator=indicator)
+            wanted["gan"] = dict(base, gan=gan_params, seed=seed, indicator=indicator,
+                                 bandwidth="native")
         cached = {s: _manifest_ok(cache / s / name, p) for s, p in wanted.items()}
         need = {s for s, v in cached.items() if v is None}
         if need:
@@ -178,7 +184,9 @@ def _build_dataset(folder: Path, cache: Path, wanted: set[str], frame_rate: floa
                    ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Write the ``wanted`` sources of one dataset; the recordings written and those skipped
     (the same for every source: decided on the real recording)."""
-    from cabench.conditions import resample
+    from dataclasses import replace
+
+    from cabench.conditions import RATE_TOLERANCE, band_limit, mean_frame_rate, resample
     from cabench.noise_level import noise_level_nu
     from cabench.readers import read_cascade_folder
     from cabench.simulators.from_spikes import traces_from_spikes
@@ -207,13 +215,20 @@ def _build_dataset(folder: Path, cache: Path, wanted: set[str], frame_rate: floa
             skipped.append(dict(recording=rec, reason=reason))
             continue
         rseed = _recording_seed(seed, folder.name, i)
+        native = mean_frame_rate(ts)
+        band, nu_twin = None, nu
+        if real is not ts and native < real.frame_rate * (1 - RATE_TOLERANCE):
+            band, nu_twin = native / 2, noise_level_nu(ts.traces, native)
         out = {"real": real}
         if "simulated" in wanted:
-            out["simulated"] = traces_from_spikes(real, preset=preset, noise_level=nu,
-                                                  seed=rseed)
+            sim = traces_from_spikes(real, preset=preset, noise_level=nu_twin, seed=rseed)
+            if band is not None:
+                sim = replace(sim, traces=band_limit(sim.traces, sim.frame_rate, band))
+            out["simulated"] = sim
         if generate is not None:
             # the GAN picks the indicator from real.indicator (its vocabulary, else "unknown")
-            g = generate(gan_run, real, seed=rseed, noise_level=float(np.median(nu)))
+            g = generate(gan_run, real, seed=rseed, noise_level=float(np.median(nu_twin)),
+                         bandwidth_hz=band)
             out["gan"] = _as_gan(g, real)
         for source, s_ts in out.items():
             if source not in wanted:

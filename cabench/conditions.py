@@ -11,6 +11,11 @@ and quality can be compared at a standard condition (e.g. 30 Hz, nu = 2):
     first and last frame is removed before the FFT and added back after, so the periodic
     extension has no jump and the ends do not ring. NaN frames are bridged linearly for the FFT
     and frames that fall inside a NaN stretch are NaN again afterwards. Spike times are kept.
+:func:`band_limit`
+    Zero-phase FFT low-pass that keeps the frequencies up to a cutoff (Hz): what a trace has
+    left after being resampled up from a rate of twice the cutoff. It gives a synthetic trace
+    made at a common rate the bandwidth of a recording resampled up from a lower native rate
+    (line removed, NaN bridged, as in :func:`resample`; NaN frames stay NaN).
 :func:`match_noise`
     Adds Gaussian noise scaled by ``sqrt(dF/F + 1)`` (the variance grows with brightness, like
     shot noise) to each trace, with the scale solved so that the trace's noise level nu
@@ -97,6 +102,34 @@ def _resample_rows(x: np.ndarray, n_new: int) -> np.ndarray:
             right = np.clip(left + 1, 0, n_old - 1)
             out[i, bad[left] | bad[right]] = np.nan
     return out.reshape(*x.shape[:-1], n_new).astype(np.float32)
+
+
+def band_limit(traces: np.ndarray, frame_rate: float, cutoff_hz: float) -> np.ndarray:
+    """``traces`` (..., frames) at ``frame_rate`` (Hz) with every frequency above
+    ``cutoff_hz`` removed (see the module docstring); float32, same shape. Frequency bin
+    ``k`` of ``n`` frames is ``k * frame_rate / n``; bins up to the cutoff are kept unchanged.
+    White noise of noise level nu comes out as white noise of nu at rate ``2 * cutoff_hz``
+    resampled up, since nu is per square root of a hertz."""
+    if not (np.isfinite(frame_rate) and frame_rate > 0 and np.isfinite(cutoff_hz)
+            and cutoff_hz > 0):
+        raise CabenchError(f"band_limit needs a positive frame rate and cutoff (Hz), got "
+                           f"{frame_rate} and {cutoff_hz}")
+    x = np.asarray(traces, dtype=np.float64)
+    n = x.shape[-1]
+    keep = int(np.floor(n * cutoff_hz / frame_rate + 1e-9))  # highest kept bin
+    if n < 3 or keep >= n // 2:
+        return x.astype(np.float32)
+    rows = x.reshape(-1, n).copy()
+    bad = ~np.isfinite(rows)
+    pos = np.arange(n, dtype=np.float64)
+    for i in np.flatnonzero(bad.any(axis=1) & ~bad.all(axis=1)):
+        rows[i] = np.interp(pos, pos[~bad[i]], rows[i, ~bad[i]])
+    line = rows[:, :1] + (rows[:, -1:] - rows[:, :1]) * pos / (n - 1)
+    spec = np.fft.rfft(np.nan_to_num(rows - line), axis=1)
+    spec[:, keep + 1:] = 0
+    out = np.fft.irfft(spec, n, axis=1) + line
+    out[bad] = np.nan
+    return out.reshape(x.shape).astype(np.float32)
 
 
 def match_noise(

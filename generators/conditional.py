@@ -181,6 +181,22 @@ def noise_sd(nu: torch.Tensor, nu_gain: float) -> torch.Tensor:
     return (nu_gain * nu.float().clamp(*NU_RANGE))[:, None]
 
 
+def band_limit_windows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Windows ``(batch, frames)`` with the frequency bins above ``keep`` ``(batch,)`` removed
+    (bin ``k`` is ``k * frame_rate / frames``; ``keep >= frames // 2`` leaves a window as it
+    is); the line between a window's first and last frame is removed before the FFT and added
+    back, as in :func:`cabench.conditions.band_limit`. Differentiable."""
+    n = x.shape[-1]
+    if n < 3 or bool((keep >= n // 2).all()):
+        return x
+    pos = torch.arange(n, device=x.device, dtype=x.dtype) / (n - 1)
+    line = x[:, :1] + (x[:, -1:] - x[:, :1]) * pos
+    spec = torch.fft.rfft(x - line, dim=-1)
+    bins = torch.arange(spec.shape[-1], device=x.device)
+    spec = spec * (bins[None, :] <= keep.to(x.device)[:, None])
+    return torch.fft.irfft(spec, n, dim=-1) + line
+
+
 def slow_noise(noise: torch.Tensor, stride: int) -> torch.Tensor:
     """``(batch, channels, frames)`` noise -> its values at frames ``0, stride, 2 stride, ...``
     (the last frame standing in past the end) linearly interpolated between them."""

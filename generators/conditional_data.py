@@ -9,6 +9,15 @@ Choices:
 - Every recording is resampled to ``frame_rate`` (Hz, default 30;
   :func:`cabench.conditions.resample`, which keeps rates within 5 %), its spikes binned into
   counts per frame (spikes per frame), its noise level nu (% Hz^-1/2) measured at that rate.
+- A recording whose native rate is more than 5 % below ``frame_rate`` has no power above its
+  native Nyquist frequency once resampled up, and its frame-to-frame differences shrink, so
+  nu at the common rate says little about its noise. Its segments carry that bandwidth
+  (``bandwidth_hz``, half the native rate; half ``frame_rate`` otherwise) and its nu measured
+  at the native rate: the trainer band-limits the generated trace of such a window to the
+  bandwidth (:func:`cabench.generators.conditional.band_limit_windows`) before comparing it
+  with the real one. White noise of that nu at the common rate, so band-limited, is the
+  recording's white noise resampled up, so the generator learns full-band traces and nu keeps
+  one meaning across datasets.
 - The indicator comes from the dataset folder's name (``TraceSet.indicator``) and is matched
   against the model's vocabulary, spelling-insensitively; anything else is ``"unknown"``.
 - Windows of ``window`` frames are drawn only from NaN-free stretches of a recording (a NaN
@@ -49,7 +58,8 @@ class Segment:
     trace: np.ndarray  # (frames,) float32 dF/F
     spikes: np.ndarray  # (frames,) float32 spikes per frame
     indicator: int  # index in the model's indicator vocabulary
-    nu: float  # % Hz^-1/2 of the whole recording at the common frame rate
+    nu: float  # % Hz^-1/2 of the whole recording (at its native rate if that is lower)
+    bandwidth_hz: float  # highest frequency the segment holds (half the lower of the rates)
 
 
 @dataclass
@@ -79,14 +89,15 @@ class ConditionalData:
             h.update(s.dataset.encode())
             h.update(np.ascontiguousarray(s.trace, np.float32).tobytes())
             h.update(np.ascontiguousarray(s.spikes, np.float32).tobytes())
-            h.update(np.array([s.indicator, s.nu], np.float64).tobytes())
+            h.update(np.array([s.indicator, s.nu, s.bandwidth_hz], np.float64).tobytes())
         return h.hexdigest()
 
     def record(self) -> dict:
         def per_dataset(segs: list[Segment]) -> dict:
             out: dict = {}
             for s in segs:
-                d = out.setdefault(s.dataset, dict(segments=0, frames=0, spikes=0))
+                d = out.setdefault(s.dataset, dict(segments=0, frames=0, spikes=0,
+                                                   bandwidth_hz=s.bandwidth_hz))
                 d["segments"] += 1
                 d["frames"] += int(len(s.trace))
                 d["spikes"] += int(s.spikes.sum())
@@ -159,11 +170,15 @@ def split_datasets(names: list[str], val_datasets: list[str] | None) -> set[str]
 
 def _segments(name: str, ts: TraceSet, frame_rate: float, window: int,
               vocabulary: tuple[str, ...]) -> list[Segment]:
-    from cabench.conditions import resample
+    from cabench.conditions import RATE_TOLERANCE, mean_frame_rate, resample
 
     r = resample(ts, frame_rate)
     counts = r.binned_spikes()
-    nu_all = noise_level_nu(r.traces, r.frame_rate)
+    native = mean_frame_rate(ts)
+    if native < frame_rate * (1 - RATE_TOLERANCE):
+        nu_all, bandwidth = noise_level_nu(ts.traces, native), native / 2
+    else:
+        nu_all, bandwidth = noise_level_nu(r.traces, r.frame_rate), r.frame_rate / 2
     ind = indicator_index(r.indicator, vocabulary)
     ind = vocabulary.index(UNKNOWN) if ind is None else ind
     out = []
@@ -177,7 +192,7 @@ def _segments(name: str, ts: TraceSet, frame_rate: float, window: int,
             for a, b in zip(edges[::2], edges[1::2], strict=True):
                 if b - a >= window:
                     out.append(Segment(name, y[a:b].astype(np.float32),
-                                       s[a:b].astype(np.float32), ind, nu))
+                                       s[a:b].astype(np.float32), ind, nu, float(bandwidth)))
     return out
 
 
@@ -237,6 +252,9 @@ class PairSampler:
         self.spikes = torch.from_numpy(_cat([s.spikes for s in segments])).to(device)
         self.indicator = torch.tensor([s.indicator for s in segments], dtype=torch.long)
         self.nu = torch.tensor([s.nu for s in segments], dtype=torch.float32)
+        # highest frequency bin of a window that a segment's bandwidth keeps
+        self.keep = torch.tensor([int(np.floor(w * s.bandwidth_hz / data.frame_rate + 1e-9))
+                                  for s in segments], dtype=torch.long)
         self.device = device
         self.arange = torch.arange(w, device=device)
 
@@ -249,12 +267,14 @@ class PairSampler:
 
     def batch(self, size: int, generator: torch.Generator, unknown_prob: float = 0.0,
               unknown_index: int = 0) -> dict[str, torch.Tensor]:
-        """A batch: ``spikes``, ``trace`` ``(size, window)`` and ``indicator``, ``nu``
-        ``(size,)``; with probability ``unknown_prob`` a window's indicator becomes
-        ``unknown_index`` (so the model also learns the unknown-indicator case)."""
+        """A batch: ``spikes``, ``trace`` ``(size, window)`` and ``indicator``, ``nu``,
+        ``keep`` (highest frequency bin the window holds) ``(size,)``; with probability
+        ``unknown_prob`` a window's indicator becomes ``unknown_index`` (so the model also
+        learns the unknown-indicator case)."""
         seg, first = self.positions(size, generator)
         drop = torch.rand(size, generator=generator) < unknown_prob
         ind = torch.where(drop, torch.full_like(seg, unknown_index), self.indicator[seg])
         idx = first.to(self.device)[:, None] + self.arange
         return dict(spikes=self.spikes[idx], trace=self.trace[idx],
-                    indicator=ind.to(self.device), nu=self.nu[seg].to(self.device))
+                    indicator=ind.to(self.device), nu=self.nu[seg].to(self.device),
+                    keep=self.keep[seg].to(self.device))

@@ -20,12 +20,13 @@ loosely; the term is logged (column ``reconstruction``) whenever the model has a
 With ``nu_weight`` > 0 it also adds that weight times the mean squared log ratio of each
 generated window's noise level to that of the real window with the same spikes (nu measured as
 in :func:`cabench.noise_level.noise_level_nu`: the median absolute frame-to-frame difference).
-The reconstruction term leaves the noise level to the noise gain, which drifts too high without
-it; the geometric mean of the ratio is logged (column ``nu_ratio``) whenever the model has a
-noise path.
-Adam lr 1e-4, betas (0.5, 0.9), penalty weight 10. A
-window's indicator is replaced by "unknown" with probability ``unknown_prob`` (0.1), so that
-generation for an unnamed indicator is trained too.
+With the reconstruction term alone the noise gain drifted to about 1.4 x the real nu; this term
+holds it. The geometric mean of the ratio is logged (column ``nu_ratio``) whenever the model
+has a noise path. The generated trace (and signal) of a window from a recording resampled up
+from a lower native rate is band-limited to that recording's bandwidth before any of this (see
+:mod:`~cabench.generators.conditional_data`), so the networks learn full-band traces. Adam lr
+1e-4, betas (0.5, 0.9), penalty weight 10. A window's indicator is replaced by "unknown" with
+probability ``unknown_prob`` (0.1), so that generation for an unnamed indicator is trained too.
 
 Randomness: initial weights from ``seed``; everything drawn in generator step ``s`` from a
 torch.Generator seeded by ``(seed, 0, s)``: a resumed run repeats an uninterrupted one bit for
@@ -52,6 +53,7 @@ from cabench.generators.conditional import (
     UNKNOWN,
     ConditionalConfig,
     ConditionalGenerator,
+    band_limit_windows,
     build_conditional,
     indicator_index,
     noise_sd,
@@ -218,8 +220,15 @@ class ConditionalTrainer:
 
     def _fake(self, b: dict[str, torch.Tensor], g: torch.Generator, with_signal: bool = False
               ) -> Any:
+        """The generated trace of each window (and its signal), band-limited to the
+        window's bandwidth (``b["keep"]``; see :mod:`~cabench.generators.conditional_data`)."""
         noise, latent = self._noise(b["spikes"].shape[0], b["spikes"].shape[1], g)
-        return self.G(b["spikes"], b["indicator"], b["nu"], noise, latent, with_signal)
+        out = self.G(b["spikes"], b["indicator"], b["nu"], noise, latent, with_signal)
+        if "keep" not in b:
+            return out
+        if with_signal:
+            return tuple(band_limit_windows(x, b["keep"]) for x in out)
+        return band_limit_windows(out, b["keep"])
 
     def _reconstruction(self, signal: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean Huber loss (threshold 3) of the real trace's deviation from the generated
@@ -456,7 +465,8 @@ def trace_generator(seed: int, index: int) -> torch.Generator:
 
 def generate_traces(run_dir: str | Path, spikes: TraceSet, seed: int = 0, batch_size: int = 64,
                     device: str = "auto", indicator: str | None = None,
-                    noise_level: float | None = None) -> TraceSet:
+                    noise_level: float | None = None,
+                    bandwidth_hz: float | None = None) -> TraceSet:
     """dF/F traces for every (trial, cell) of ``spikes`` from a conditional run.
 
     The spike counts per frame of ``spikes`` (its frame times and rate, which must be within
@@ -464,9 +474,13 @@ def generate_traces(run_dir: str | Path, spikes: TraceSet, seed: int = 0, batch_
     times, cell names and spikes (as ground truth), source ``"gan"``, float32 dF/F as a
     fraction. ``indicator``: a name in the model's vocabulary (default: ``spikes.indicator``
     if the model knows it, else ``"unknown"``); ``noise_level``: nu in % Hz^-1/2 (default: the
-    median nu of the training recordings). The noise of trace ``i`` (trial-major) comes from
-    ``(seed, i)``, so the batch size does not change the result (beyond float rounding).
-    ``params`` record the run, step, seed, indicator, noise level and trace scale.
+    median nu of the training recordings). ``bandwidth_hz``: remove every frequency above it
+    (:func:`cabench.conditions.band_limit`), for traces like a recording resampled up from a
+    rate of twice that; nu is then that of the recording at its native rate (white noise of
+    nu at any rate is the same per square root of a hertz). The noise of trace ``i``
+    (trial-major) comes from ``(seed, i)``, so the batch size does not change the result
+    (beyond float rounding). ``params`` record the run, step, seed, indicator, noise level,
+    bandwidth and trace scale.
     """
     cfg = _read_conditional(run_dir)
     d = cfg["data"]
@@ -487,6 +501,8 @@ def generate_traces(run_dir: str | Path, spikes: TraceSet, seed: int = 0, batch_
     nu = float(d["nu_median"]) if noise_level is None else float(noise_level)
     if not (math.isfinite(nu) and nu > 0):
         raise CabenchError(f"noise level nu must be a positive number (% Hz^-1/2), got {nu}")
+    if bandwidth_hz is not None and not (math.isfinite(bandwidth_hz) and bandwidth_hz > 0):
+        raise CabenchError(f"bandwidth must be a positive number of Hz, got {bandwidth_hz}")
     counts = spikes.binned_spikes()
     if counts.sum() == 0:
         raise CabenchError("the spike trains are empty (no spike inside the frames): there is "
@@ -509,8 +525,13 @@ def generate_traces(run_dir: str | Path, spikes: TraceSet, seed: int = 0, batch_
                   torch.full((k,), nu, dtype=torch.float32, device=dev),
                   noise.to(dev), latent.to(dev))
             out[a : a + k] = (x.float().cpu().numpy() * scale).astype(np.float32)
+    if bandwidth_hz is not None:
+        from cabench.conditions import band_limit
+
+        out = band_limit(out, spikes.frame_rate, bandwidth_hz)
     params = dict(generator="conditional-gan", run_dir=str(Path(run_dir).resolve()), step=step,
                   seed=int(seed), indicator=vocab[ind], noise_level_nu=nu,
+                  bandwidth_hz=None if bandwidth_hz is None else float(bandwidth_hz),
                   trace_scale=scale, model_frame_rate=float(d["frame_rate"]),
                   spikes_source=spikes.source, spikes_params=spikes.params)
     return TraceSet(traces=out.reshape(t, c, n), frame_rate=spikes.frame_rate,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cabench.conditions import match_noise, mean_frame_rate, resample
+from cabench.conditions import band_limit, match_noise, mean_frame_rate, resample
 from cabench.errors import CabenchError
 from cabench.noise_level import noise_level_nu
 from cabench.traceset import TraceSet, ragged
@@ -78,6 +78,41 @@ def _flat_noisy(nu_levels, rate=30.0, frames=20000, seed=0) -> TraceSet:
     base[frames // 2:] = 3.0
     x = base + sigma[:, None] * rng.standard_normal((len(sigma), frames))
     return TraceSet(x[None].astype(np.float32), rate)
+
+
+def test_band_limit_gives_white_noise_the_bandwidth_and_nu_of_a_resampled_recording():
+    rng = np.random.default_rng(4)
+    native, rate, n_native = 7.8, 30.0, 1560
+    nu = 1.5  # white noise of nu 1.5 at 7.8 Hz, resampled up to 30 Hz (what the data are)
+    noise = rng.normal(0, nu * np.sqrt(native) / 95.4, (40, n_native))
+    up = resample(TraceSet(noise[None].astype(np.float32), native), rate)
+    # the same nu at 30 Hz, band-limited to the native Nyquist frequency
+    white = rng.normal(0, nu * np.sqrt(rate) / 95.4, up.traces.shape[1:])
+    limited = band_limit(white, rate, native / 2)
+    assert np.median(noise_level_nu(white, rate)) == pytest.approx(nu, rel=0.03)
+    assert np.median(noise_level_nu(limited, rate)) == pytest.approx(
+        np.median(noise_level_nu(up.traces, rate)), rel=0.03)
+    assert np.median(noise_level_nu(limited, rate)) < 0.3 * nu
+    freq = np.fft.rfftfreq(white.shape[1], 1 / rate)
+    power = np.abs(np.fft.rfft(limited - limited.mean(1, keepdims=True))) ** 2
+    assert power[:, freq > native / 2 + 0.05].sum() < 1e-3 * power.sum()
+    # what was band-limited already stays as it is (away from the ends)
+    again = band_limit(up.traces, rate, native / 2)
+    np.testing.assert_allclose(again[..., 50:-50], up.traces[..., 50:-50], atol=1e-3 * nu)
+
+
+def test_band_limit_keeps_nan_frames_and_refuses_bad_rates():
+    t = np.arange(300) / 30.0
+    y = _band_limited(t) + 0.05 * np.random.default_rng(0).standard_normal(300)
+    y[100:110] = np.nan
+    out = band_limit(y, 30.0, 5.0)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(y))
+    slow = _band_limited(t)  # <= 2 Hz: passes a 5 Hz band limit up to the ends
+    np.testing.assert_allclose(band_limit(slow, 30.0, 5.0)[20:-20], slow[20:-20], atol=0.01)
+    np.testing.assert_array_equal(band_limit(y, 30.0, 15.0), y.astype(np.float32))
+    for rate, cut in ((0.0, 5.0), (30.0, -1.0), (30.0, np.nan)):
+        with pytest.raises(CabenchError, match="band_limit"):
+            band_limit(y, rate, cut)
 
 
 def test_match_noise_reaches_the_level_with_shot_noise_scaling():

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from cabench import TraceSet
 from cabench.cli import main
+from cabench.conditions import band_limit
 from cabench.errors import CabenchError
 from cabench.generators.calciumgan import gradient_penalty
 from cabench.generators.conditional import (
@@ -489,6 +490,56 @@ def test_generate_round_trip_keeps_spikes(cond_run, tmp_path):
     unk = generate_traces(cond_run, _spike_set(indicator="mystery"), seed=4)
     assert unk.params["indicator"] == "unknown" and not np.array_equal(unk.traces, out.traces)
     assert generate_traces(cond_run, spk, indicator="OGB1").params["indicator"] == "OGB-1"
+
+
+def _power_share_above(x: np.ndarray, rate: float, cutoff_hz: float) -> float:
+    """Share of the power of rows ``x`` above ``cutoff_hz``, the line between each row's
+    first and last frame removed (band limiting removes the line of its input's ends, so a
+    band-limited row keeps a trace of power above the cutoff here)."""
+    x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+    pos = np.arange(x.shape[1]) / (x.shape[1] - 1)
+    power = np.abs(np.fft.rfft(x - x[:, :1] - (x[:, -1:] - x[:, :1]) * pos)) ** 2
+    return float(power[:, np.fft.rfftfreq(x.shape[1], 1 / rate) > cutoff_hz].sum() / power.sum())
+
+
+def test_generate_band_limits_to_a_given_bandwidth(cond_run):
+    spk = _spike_set()
+    full = generate_traces(cond_run, spk, seed=4)
+    low = generate_traces(cond_run, spk, seed=4, bandwidth_hz=5.0)
+    assert low.params["bandwidth_hz"] == 5.0 and full.params["bandwidth_hz"] is None
+    assert _power_share_above(low.traces, 30.0, 5.05) < 1e-3
+    assert _power_share_above(full.traces, 30.0, 5.05) > 0.02
+    np.testing.assert_allclose(low.traces, band_limit(full.traces, 30.0, 5.0), atol=1e-5)
+    with pytest.raises(CabenchError, match="bandwidth"):
+        generate_traces(cond_run, spk, bandwidth_hz=0.0)
+
+
+def test_low_rate_recordings_train_band_limited_with_their_native_nu(tmp_path):
+    from cabench.generators.conditional_train import ConditionalTrainConfig, ConditionalTrainer
+
+    rng = np.random.default_rng(7)
+    for name, rate in (("DS01-OGB1-m-V1", 10.0), ("DS11-GCaMP6f-m-V1", 60.0)):
+        _write_cascade(tmp_path / name / "cell.mat", [_recording(rng, rate, 40.0)])
+    recs = load_recordings([tmp_path])
+    data = prepare_conditional(recs, 48, 30.0, ["DS11-*"], INDICATORS)
+    (seg,), (fast,) = data.train, data.val
+    native = next(ts for n, ts in recs if n.startswith("DS01"))
+    assert seg.bandwidth_hz == pytest.approx(5.0, rel=1e-3)
+    assert seg.nu == pytest.approx(noise_level_nu(native.traces, native.frame_rate)[0])
+    assert fast.bandwidth_hz == pytest.approx(15.0)  # downsampled: the full band at 30 Hz
+    sampler = PairSampler(data, data.train, torch.device("cpu"))
+    b = sampler.batch(6, torch.Generator().manual_seed(0))
+    assert (b["keep"] == 8).all()  # 48 x 5 / 30: bins above 5 Hz go
+    model = ConditionalConfig(**TINY, nu_gain=0.05)
+    trainer = ConditionalTrainer(model, ConditionalTrainConfig(window=48), torch.device("cpu"))
+    with torch.no_grad():
+        fake, signal = trainer._fake(b, torch.Generator().manual_seed(1), with_signal=True)
+        raw = trainer._fake({k: v for k, v in b.items() if k != "keep"},
+                            torch.Generator().manual_seed(1))
+    for x in (fake, signal):
+        assert _power_share_above(x.numpy(), 30.0, 5.05) < 1e-3
+    assert _power_share_above(raw.numpy(), 30.0, 5.05) > 0.1
+    np.testing.assert_allclose(fake.numpy(), band_limit(raw.numpy(), 30.0, 5.0), atol=1e-5)
 
 
 def test_generate_refuses_bad_spikes(cond_run):

@@ -15,7 +15,9 @@ from test_readers import recording, write_cattached
 
 from cabench.benchmark import validity as V
 from cabench.cli import main
+from cabench.conditions import band_limit
 from cabench.noise_level import noise_level_nu
+from cabench.readers import read_cascade_folder
 from cabench.simulators import simulate
 from cabench.traceset import TraceSet
 
@@ -176,11 +178,14 @@ def fake_gan(monkeypatch):
     calls = []
 
     def generate_traces(run_dir, spikes, seed=0, batch_size=64, device="auto", indicator=None,
-                        noise_level=None):
+                        noise_level=None, bandwidth_hz=None):
         calls.append(dict(run=Path(run_dir), indicator=indicator, noise_level=noise_level,
-                          frame_rate=spikes.frame_rate, spikes_indicator=spikes.indicator))
+                          frame_rate=spikes.frame_rate, spikes_indicator=spikes.indicator,
+                          bandwidth_hz=bandwidth_hz))
         rng = np.random.default_rng(seed)
         traces = spikes.traces + 0.01 * rng.standard_normal(spikes.traces.shape)
+        if bandwidth_hz is not None:
+            traces = band_limit(traces, spikes.frame_rate, bandwidth_hz)
         return TraceSet(traces, spikes.frame_rate, source="gan")
 
     module = types.ModuleType("cabench.generators.conditional_train")
@@ -226,6 +231,7 @@ def test_end_to_end_with_a_fake_gan(tmp_path, fake_gan):
     assert all(c["indicator"] is None for c in fake_gan)  # the GAN maps spikes.indicator
     assert all(isinstance(c["noise_level"], float) and c["noise_level"] > 0 for c in fake_gan)
     assert all(c["frame_rate"] == pytest.approx(25.0, rel=1e-3) for c in fake_gan)
+    assert all(c["bandwidth_hz"] is None for c in fake_gan)  # 30 Hz down to 25 Hz: full band
     real_nu = index.loc[index["source"] == "real", "noise_level"]
     np.testing.assert_allclose(sorted(c["noise_level"] for c in fake_gan), sorted(real_nu),
                                rtol=1e-6)
@@ -248,6 +254,35 @@ def test_end_to_end_with_a_fake_gan(tmp_path, fake_gan):
     assert len(fake_gan) == 6
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / "sources").rglob("*.h5")}
     pd.testing.assert_frame_equal(spear2.reset_index(drop=True), spear, check_dtype=False)
+
+
+def test_twins_of_recordings_resampled_up_get_their_bandwidth_and_native_noise(tmp_path,
+                                                                               fake_gan):
+    gt = write_ground_truth(tmp_path / "gt")
+    folders = sorted(p for p in gt.iterdir() if p.name.startswith("DS01"))
+    run_dir = tmp_path / "gan-run"
+    run_dir.mkdir()
+    (run_dir / "weights.pt").write_bytes(b"fake")
+    index, _ = V.build_sources(folders, tmp_path / "cache", frame_rate=60.0, gan_run=run_dir)
+    natives = [ts for f in folders for ts in read_cascade_folder(f)]
+    assert [c["bandwidth_hz"] for c in fake_gan] == pytest.approx([15.0, 15.0], rel=1e-3)
+    assert [c["noise_level"] for c in fake_gan] == pytest.approx(
+        [float(noise_level_nu(ts.traces, ts.frame_rate)[0]) for ts in natives])
+    for source in ("simulated", "gan"):
+        for rec in index[index["source"] == source].itertuples():
+            real = TraceSet.load(index[index["suite_name"] == rec.suite_name.replace(
+                source, "real", 1)]["path"].iloc[0])
+            twin = TraceSet.load(rec.path)
+            assert twin.frame_rate == pytest.approx(60.0, rel=1e-3)
+            for x in (real, twin):
+                y = x.traces[0, 0] - x.traces[0, 0].mean()
+                power = np.abs(np.fft.rfft(y)) ** 2
+                above = np.fft.rfftfreq(y.size, 1 / x.frame_rate) > 15.5
+                assert power[above].sum() < 1e-3 * power.sum(), (source, x.source)
+            if source == "simulated":  # white noise at 60 Hz would be ~2x the real nu here
+                ratio = noise_level_nu(twin.traces, 60.0)[0] / noise_level_nu(real.traces,
+                                                                              60.0)[0]
+                assert 0.8 < ratio < 1.25, ratio
 
 
 def test_command_errors_are_one_line(tmp_path):
