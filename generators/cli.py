@@ -221,13 +221,17 @@ def _ints(text):
 @click.option("--noise-level", type=float, default=None,
               help="Conditional run: noise level nu (% Hz^-1/2) [median of the training "
                    "data].")
+@click.option("--bandwidth", type=float, default=None, metavar="HZ",
+              help="Conditional run: remove every frequency above HZ, for traces like a "
+                   "recording made at 2 x HZ and resampled up (give its nu at that rate) "
+                   "[full band].")
 @click.option("--seed", type=int, default=0, help="Seed of the latent vectors and noise.")
 @click.option("--batch-size", type=click.IntRange(1), default=64)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True)
-def generate(run_dir, output, samples, spikes_path, indicator, noise_level, seed, batch_size,
-             device, overwrite, quiet):
+def generate(run_dir, output, samples, spikes_path, indicator, noise_level, bandwidth, seed,
+             batch_size, device, overwrite, quiet):
     """Generate traces from the latest checkpoint of a train-gan RUN_DIR into a trace file.
 
     Unconditional run (--samples N): the file holds (samples, cells, window) float32 dF/F
@@ -236,7 +240,7 @@ def generate(run_dir, output, samples, spikes_path, indicator, noise_level, seed
 
     Conditional run (--spikes SPIKES.h5): one trace per (trial, cell) of the spike file, same
     frames; the file carries the given spikes as ground truth, source gan, and the run, step,
-    seed, indicator and noise level in its params.
+    seed, indicator, noise level and bandwidth in its params.
 
     Example: cabench generate runs/cgan --spikes sim.h5 -o gan.h5 --noise-level 2
     """
@@ -249,7 +253,8 @@ def generate(run_dir, output, samples, spikes_path, indicator, noise_level, seed
         raise CabenchError(f"{output} exists; pass --overwrite to replace it")
     if kind == "unconditional":
         extra = [n for n, v in (("--spikes", spikes_path), ("--indicator", indicator),
-                                ("--noise-level", noise_level)) if v is not None]
+                                ("--noise-level", noise_level), ("--bandwidth", bandwidth))
+                 if v is not None]
         if extra:
             raise CabenchError(f"{run_dir} is an unconditional GAN run: {', '.join(extra)} "
                                "need(s) a conditional run (train-gan --conditional)")
@@ -274,7 +279,8 @@ def generate(run_dir, output, samples, spikes_path, indicator, noise_level, seed
     if len(sets) != 1:
         raise CabenchError(f"{spikes_path}: holds {len(sets)} recordings; give one trace file")
     out = generate_traces(run_dir, sets[0], seed=seed, batch_size=batch_size, device=device,
-                          indicator=indicator, noise_level=noise_level)
+                          indicator=indicator, noise_level=noise_level,
+                          bandwidth_hz=bandwidth)
     out = dataclasses.replace(out, command=invocation())
     out.save(output, overwrite=overwrite)
     if not quiet:

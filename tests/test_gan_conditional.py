@@ -586,7 +586,13 @@ def test_cli_train_and_generate(gt, tmp_path, run):
     g = TraceSet.load(tmp_path / "g.h5")
     assert g.traces.shape == spk.traces.shape and np.array_equal(g.spike_times, spk.spike_times)
     assert g.params["noise_level_nu"] == 2.0 and g.params["indicator"] == "GCaMP6f"
-    assert g.params["step"] == 3 and g.seed == 1
+    assert g.params["step"] == 3 and g.seed == 1 and g.params["bandwidth_hz"] is None
+    res = run("generate", rd, "--spikes", tmp_path / "spikes.h5", "-o", tmp_path / "b.h5",
+              "--seed", 1, "--indicator", "GCaMP6f", "--noise-level", 2.0, "--bandwidth", 5)
+    assert res.exit_code == 0, res.output
+    b = TraceSet.load(tmp_path / "b.h5")
+    assert b.params["bandwidth_hz"] == 5.0
+    np.testing.assert_allclose(b.traces, band_limit(g.traces, 30.0, 5.0), atol=1e-5)
 
 
 def test_cli_one_line_errors(gt, cond_run, tmp_path, run):
@@ -608,6 +614,10 @@ def test_cli_one_line_errors(gt, cond_run, tmp_path, run):
         (["generate", cond_run, "-o", tmp_path / "x.h5", "--samples", 2], "--spikes"),
         (["generate", uncond, "--spikes", tmp_path / "spikes.h5", "-o", tmp_path / "x.h5"],
          "unconditional"),
+        (["generate", uncond, "--samples", 2, "--bandwidth", 5, "-o", tmp_path / "x.h5"],
+         "--bandwidth"),
+        (["generate", cond_run, "--spikes", tmp_path / "spikes.h5", "--bandwidth", -1, "-o",
+          tmp_path / "x.h5"], "bandwidth must be a positive"),
         (["generate", cond_run, "--spikes", tmp_path / "spikes20.h5", "-o", tmp_path / "x.h5"],
          "20 Hz"),
         (["generate", cond_run, "--spikes", tmp_path / "nospk.h5", "-o", tmp_path / "x.h5"],
