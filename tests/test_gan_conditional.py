@@ -357,20 +357,27 @@ def test_reconstruction_is_huber_loss_in_noise_sds(gt):
         ConditionalTrainConfig(recon_weight=-1.0)
 
 
-def test_reconstruction_term_pulls_the_signal_to_the_real_trace(gt):
+def _trained(model, sampler, steps: int, **train):
+    """A trainer of ``model`` after ``steps`` small steps (batch 8, lr 1e-3, one critic update
+    each, seed 1) and the losses of its last step."""
     from cabench.generators.conditional_train import ConditionalTrainConfig, ConditionalTrainer
 
+    t = ConditionalTrainer(model, ConditionalTrainConfig(batch_size=8, lr=1e-3, n_critic=1,
+                                                         seed=1, **train), torch.device("cpu"))
+    logged = {}
+    for _ in range(steps):
+        logged = t.train_step(sampler)
+    return t, logged
+
+
+def test_reconstruction_term_pulls_the_signal_to_the_real_trace(gt):
     data = prepare_conditional(load_recordings([gt]), 48, vocabulary=INDICATORS)
     sampler = PairSampler(data, data.train, torch.device("cpu"))
     model = ConditionalConfig(**TINY, nu_gain=0.05)
     fixed = sampler.batch(64, torch.Generator().manual_seed(99))
     after = {}
     for w in (0.0, 100.0):
-        t = ConditionalTrainer(model, ConditionalTrainConfig(batch_size=8, lr=1e-3, n_critic=1,
-                                                             recon_weight=w, seed=1),
-                               torch.device("cpu"))
-        for _ in range(80):
-            t.train_step(sampler)
+        t, _ = _trained(model, sampler, 80, recon_weight=w)
         with torch.no_grad():
             _, signal = t._fake(fixed, torch.Generator().manual_seed(5), with_signal=True)
             after[w] = float(t._reconstruction(signal, fixed))
@@ -402,11 +409,7 @@ def test_nu_term_calibrates_the_generated_noise_level(gt):
     fixed = sampler.batch(64, torch.Generator().manual_seed(99))
     after = {}
     for w in (0.0, 10.0):
-        t = ConditionalTrainer(model, ConditionalTrainConfig(batch_size=8, lr=1e-3, n_critic=1,
-                                                             nu_weight=w, seed=1),
-                               torch.device("cpu"))
-        for _ in range(120):
-            logged = t.train_step(sampler)
+        t, logged = _trained(model, sampler, 120, nu_weight=w)
         with torch.no_grad():
             fake = t._fake(fixed, torch.Generator().manual_seed(5))
             after[w] = float(t._nu_log_ratio(fake, fixed).median())
