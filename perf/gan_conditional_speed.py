@@ -63,7 +63,7 @@ def time_training(model, batch: int, window: int, steps: int, device):
 
     rng = np.random.default_rng(0)
     segs = [Segment("x", rng.standard_normal(20 * window).astype(np.float32),
-                    (rng.random(20 * window) < 0.03).astype(np.float32), 4, 1.0)
+                    (rng.random(20 * window) < 0.03).astype(np.float32), 4, 1.0, 15.0)
             for _ in range(4)]
     data = ConditionalData(train=segs, val=[], window=window, frame_rate=30.0,
                            trace_scale=1.0, nu_median=1.0)
