@@ -186,7 +186,7 @@ def _build_dataset(folder: Path, cache: Path, wanted: set[str], frame_rate: floa
     (the same for every source: decided on the real recording)."""
     from dataclasses import replace
 
-    from cabench.conditions import RATE_TOLERANCE, band_limit, mean_frame_rate, resample
+    from cabench.conditions import band_limit, mean_frame_rate, native_bandwidth, resample
     from cabench.noise_level import noise_level_nu
     from cabench.readers import read_cascade_folder
     from cabench.simulators.from_spikes import traces_from_spikes
@@ -215,10 +215,8 @@ def _build_dataset(folder: Path, cache: Path, wanted: set[str], frame_rate: floa
             skipped.append(dict(recording=rec, reason=reason))
             continue
         rseed = _recording_seed(seed, folder.name, i)
-        native = mean_frame_rate(ts)
-        band, nu_twin = None, nu
-        if real is not ts and native < real.frame_rate * (1 - RATE_TOLERANCE):
-            band, nu_twin = native / 2, noise_level_nu(ts.traces, native)
+        band = native_bandwidth(ts, real.frame_rate)
+        nu_twin = nu if band is None else noise_level_nu(ts.traces, mean_frame_rate(ts))
         out = {"real": real}
         if "simulated" in wanted:
             sim = traces_from_spikes(real, preset=preset, noise_level=nu_twin, seed=rseed)

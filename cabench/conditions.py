@@ -104,6 +104,14 @@ def _resample_rows(x: np.ndarray, n_new: int) -> np.ndarray:
     return out.reshape(*x.shape[:-1], n_new).astype(np.float32)
 
 
+def native_bandwidth(ts: TraceSet, frame_rate: float) -> float | None:
+    """Half the native mean rate (Hz) of ``ts`` when :func:`resample` to ``frame_rate`` raises
+    its rate by more than :data:`RATE_TOLERANCE`: the highest frequency the resampled traces
+    hold. None when they keep the whole band at ``frame_rate``."""
+    native = mean_frame_rate(ts)
+    return native / 2 if native < frame_rate * (1 - RATE_TOLERANCE) else None
+
+
 def band_limit(traces: np.ndarray, frame_rate: float, cutoff_hz: float) -> np.ndarray:
     """``traces`` (..., frames) at ``frame_rate`` (Hz) with every frequency above
     ``cutoff_hz`` removed (see the module docstring); float32, same shape. Frequency bin

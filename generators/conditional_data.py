@@ -170,13 +170,13 @@ def split_datasets(names: list[str], val_datasets: list[str] | None) -> set[str]
 
 def _segments(name: str, ts: TraceSet, frame_rate: float, window: int,
               vocabulary: tuple[str, ...]) -> list[Segment]:
-    from cabench.conditions import RATE_TOLERANCE, mean_frame_rate, resample
+    from cabench.conditions import mean_frame_rate, native_bandwidth, resample
 
     r = resample(ts, frame_rate)
     counts = r.binned_spikes()
-    native = mean_frame_rate(ts)
-    if native < frame_rate * (1 - RATE_TOLERANCE):
-        nu_all, bandwidth = noise_level_nu(ts.traces, native), native / 2
+    bandwidth = native_bandwidth(ts, frame_rate)
+    if bandwidth is not None:
+        nu_all = noise_level_nu(ts.traces, mean_frame_rate(ts))
     else:
         nu_all, bandwidth = noise_level_nu(r.traces, r.frame_rate), r.frame_rate / 2
     ind = indicator_index(r.indicator, vocabulary)
