@@ -107,6 +107,10 @@ def _names(text):
 @click.option("--noise-levels", default=None, metavar="LEVELS",
               help="Noise levels nu to train at: a range '1..9', a list '1,2,4' or both "
                    "[default: 1..9].")
+@click.option("--time-scales", default=None, metavar="SCALES",
+              help="Also train on the recordings played this many times faster, e.g. '1,2,3' "
+                   "(augmentation for indicators faster than the training data; must include 1) "
+                   "[default: 1].")
 @click.option("--noise-conditioning/--per-level", default=None,
               help="One ensemble fed the noise level (FiLM) instead of one per level "
                    "[default: per level].")
@@ -135,8 +139,9 @@ def _names(text):
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing, noise_levels,
-                 noise_conditioning, ensemble_size, epochs, max_samples, batch_size, segment,
-                 optimizer, learning_rate, val_fraction, seed, device, output, force, quiet):
+                 time_scales, noise_conditioning, ensemble_size, epochs, max_samples, batch_size,
+                 segment, optimizer, learning_rate, val_fraction, seed, device, output, force,
+                 quiet):
     """Train METHOD (cnn) on CASCADE ground truth and write a model folder.
 
     The defaults are the published CASCADE recipe: 30 Hz, targets smoothed by 0.05 s, noise
@@ -161,11 +166,12 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
     if not cls.is_installed():
         raise CabenchError(f"method {method} is not installed: {cls.install_hint}")
     from cabench.benchmark.learned.data import read_ground_truth, select_datasets
-    from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels
+    from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
 
     recipe = Recipe().replace(
         frame_rate=frame_rate, smoothing_s=smoothing,
         noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
+        time_scales=parse_time_scales(time_scales) if time_scales else None,
         noise_conditioning=noise_conditioning, ensemble_size=ensemble_size, epochs=epochs,
         max_samples=max_samples, batch_size=batch_size, segment=segment, optimizer=optimizer,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
@@ -231,6 +237,10 @@ def _phase_progress(bar):
               help="SD (s) of the Gaussian smoothing the spike targets [default: 0.05].")
 @click.option("--noise-levels", default=None, metavar="LEVELS",
               help="Noise levels nu to train at, e.g. '1..9' or '1,2,4' [default: 1..9].")
+@click.option("--time-scales", default=None, metavar="SCALES",
+              help="Also train on the recordings played this many times faster, e.g. '1,2,3' "
+                   "(augmentation for indicators faster than the training data; must include 1) "
+                   "[default: 1].")
 @click.option("--noise-conditioning/--per-level", default=None,
               help="One noise-conditioned ensemble instead of one per level "
                    "[default: per level].")
@@ -244,8 +254,8 @@ def _phase_progress(bar):
               help="Run cases on a dask.distributed cluster, e.g. tcp://host:8786.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
 def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_samples,
-         smoothing, noise_levels, noise_conditioning, ensemble_size, seed, device, jobs,
-         scheduler, quiet):
+         smoothing, noise_levels, time_scales, noise_conditioning, ensemble_size, seed, device,
+         jobs, scheduler, quiet):
     """Leave-one-dataset-out: cnn trained without each dataset against tuned model-based
     methods on it, natively and at 30 Hz, nu 2.
 
@@ -271,10 +281,11 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
     model_dir = Path(models) if models else out / "models"
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if train:
-        from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels
+        from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
 
         recipe = Recipe().replace(
             noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
+            time_scales=parse_time_scales(time_scales) if time_scales else None,
             noise_conditioning=noise_conditioning, ensemble_size=ensemble_size,
             epochs=epochs, max_samples=max_samples, smoothing_s=smoothing, seed=seed)
         L.train_folds(folders, model_dir, recipe, device=device, say=say)

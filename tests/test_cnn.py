@@ -25,9 +25,10 @@ from cabench.benchmark.learned.data import (
     read_ground_truth,
     select_datasets,
     split_recordings,
+    time_scaled,
 )
 from cabench.benchmark.learned.model import CascadeNet, init_weights
-from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels
+from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
 from cabench.benchmark.learned.train import (
     SegmentBatches,
     load_model,
@@ -136,6 +137,14 @@ def test_recipe_validation_and_noise_levels():
     with pytest.raises(CabenchError, match="optimizer"):
         Recipe(optimizer="sgd")
     assert Recipe.from_dict(Recipe().to_dict()) == Recipe()
+    assert parse_time_scales("2, 1,3") == (1.0, 2.0, 3.0)
+    for bad in ("2,3", "1,x", "1,-2", "1,inf"):
+        with pytest.raises(CabenchError, match="time scales"):
+            parse_time_scales(bad)
+    with pytest.raises(CabenchError, match="time_scales"):
+        Recipe(time_scales=(2.0,))
+    scaled = Recipe(time_scales=(3, 1))
+    assert scaled.time_scales == (1.0, 3.0) and Recipe.from_dict(scaled.to_dict()) == scaled
 
 
 # --- timing: the target frame is the window's frame `before`, in training and prediction -----
@@ -232,6 +241,38 @@ def test_samples_are_centred_balanced_capped_and_reproducible(segment):
     assert not np.array_equal(build_samples(recs, recipe, (0.5,), 4000, seed=8).x, s.x)
 
 
+def test_time_scaled_copies_have_faster_kinetics_and_the_same_spikes():
+    """A copy at scale 2 of exponential transients (decay 8 frames) decays in 4 frames, has its
+    spikes at half the times and frames, keeps every spike and its NaN stretch."""
+    frames, tau = 3000, 8.0
+    k = np.arange(60, frames - 60, 50)  # isolated spikes, 50 frames apart
+    y = np.zeros(frames)
+    y[k] = 1.0
+    y = lfilter([1.0], [1.0, -np.exp(-1 / tau)], y)
+    y[1000:1020] = np.nan
+    times, offsets = ragged([k / FR])
+    ts = TraceSet(traces=y[None, None], frame_rate=FR, spike_times=times,
+                  spike_offsets=offsets, params={"dataset": "exp"})
+    recipe = TINY.replace(smoothing_s=0.0, time_scales=(1.0, 2.0))
+    orig, fast = time_scaled(prepare([ts], recipe), recipe)
+    assert fast.name == f"{orig.name}@x2" and fast.dataset == orig.dataset == "exp"
+    assert fast.ts.n_frames == frames // 2 and fast.ts.frame_rate == pytest.approx(FR, rel=1e-3)
+    assert fast.target.sum() == orig.target.sum() == k.size
+    np.testing.assert_array_equal(np.flatnonzero(fast.target[0, 0]), k // 2)
+    x = fast.ts.traces[0, 0]
+    for j in k // 2:
+        if abs(j - 505) > 30:  # away from the NaN stretch
+            assert int(np.argmax(x[j - 3 : j + 4])) - 3 in (0, 1)
+            slope = np.polyfit(np.arange(3, 15), np.log(x[j + 3 : j + 15]), 1)[0]
+            assert -1 / slope == pytest.approx(tau / 2, rel=0.1)
+    assert not fast.valid[0, 0, 502:508].any() and fast.valid[0, 0, :495].all()
+    # the copy changes no dataset's share of the samples
+    other = _step_set("other", 3000)
+    recs = time_scaled(prepare([ts, other], recipe), recipe)
+    assert build_samples(recs, recipe, (1.0,), 2000, seed=0).counts == {"exp": 1000,
+                                                                        "other": 1000}
+
+
 def test_recordings_noisier_than_a_level_are_left_out():
     recipe = TINY.replace(noise_levels=(2.0, 4.0))
     clean = _sim(1, sigma=0.005)  # nu 1.3
@@ -326,9 +367,10 @@ def test_train_method_end_to_end(run, gt_folder, tmp_path):
     # an existing folder needs --force
     res = run(*args, "--quiet")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "--force" in res.output
-    res = run(*args, "--quiet", "--force", "--exclude", "DS02-*")
+    res = run(*args, "--quiet", "--force", "--exclude", "DS02-*", "--time-scales", "1,2")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert json.loads((out / "config.json").read_text())["recipe"]["time_scales"] == [1.0, 2.0]
     # missing parent folders are made; a file in the way is a one-line error
     args[-1] = tmp_path / "models" / "fold1" / "model"
     assert run(*args, "--quiet").exit_code == 0 and (args[-1] / "weights.pt").is_file()
@@ -343,6 +385,7 @@ def test_train_method_end_to_end(run, gt_folder, tmp_path):
     (("--datasets", "DS9*"), "no datasets"),
     (("--exclude", "DS*"), "no datasets"),
     (("--noise-levels", "a..b"), "noise levels"),
+    (("--time-scales", "2,3"), "time scales"),
     (("--device", "gpu"), "gpu"),
 ])
 def test_train_method_errors_are_one_line(run, gt_folder, tmp_path, change, message):

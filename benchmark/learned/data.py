@@ -5,6 +5,8 @@ Per recording (a TraceSet; its dataset is ``params["dataset"]``, as set by
 
 1. resample to the model's frame rate (:func:`cabench.conditions.resample`, FFT, CASCADE's 5 %
    rule), bridge NaN frames linearly (they are never a target);
+   With ``recipe.time_scales`` beyond 1, each training recording also gets copies played
+   faster or slower (:func:`time_scaled`), before the steps below;
 2. targets: ground-truth spikes binned on the resampled frame grid
    (:meth:`TraceSet.binned_spikes`) and smoothed with a Gaussian of SD ``smoothing_s`` seconds
    (mass beyond the ends is lost): expected spikes per frame;
@@ -100,30 +102,57 @@ def prepare(tracesets: list[TraceSet], recipe: Recipe) -> list[Recording]:
     for i, ts in enumerate(tracesets):
         if not ts.has_spikes:
             raise CabenchError("training needs ground-truth spikes: a TraceSet has none")
-        r = resample(ts, recipe.frame_rate)
-        traces = r.traces.astype(np.float32)
-        valid = np.isfinite(traces)
-        if not valid.all():
-            traces = traces.copy()
-            pos = np.arange(r.n_frames)
-            for t in range(r.n_trials):
-                for c in range(r.n_cells):
-                    ok = valid[t, c]
-                    if ok.any() and not ok.all():
-                        traces[t, c] = np.interp(pos, pos[ok], traces[t, c, ok])
-                    elif not ok.any():
-                        traces[t, c] = 0.0
-        target = r.binned_spikes()
-        sigma = recipe.smoothing_s * r.frame_rate
-        if sigma > 0:
-            target = gaussian_filter1d(target, sigma, axis=-1, mode="constant").astype(np.float32)
-        nu = noise_level_nu(np.where(valid, traces, np.nan), r.frame_rate)
-        nu[~valid.any(axis=(0, 2))] = np.nan
-        out.append(Recording(
-            name=recording_name(ts, i), dataset=dataset_of(ts, i),
-            ts=dataclasses.replace(r, traces=traces, calcium=None), target=target,
-            valid=valid, nu=nu,
-        ))
+        out.append(_recording(ts, recording_name(ts, i), dataset_of(ts, i), recipe))
+    return out
+
+
+def _recording(ts: TraceSet, name: str, dataset: str, recipe: Recipe) -> Recording:
+    r = resample(ts, recipe.frame_rate)
+    traces = r.traces.astype(np.float32)
+    valid = np.isfinite(traces)
+    if not valid.all():
+        traces = traces.copy()
+        pos = np.arange(r.n_frames)
+        for t in range(r.n_trials):
+            for c in range(r.n_cells):
+                ok = valid[t, c]
+                if ok.any() and not ok.all():
+                    traces[t, c] = np.interp(pos, pos[ok], traces[t, c, ok])
+                elif not ok.any():
+                    traces[t, c] = 0.0
+    target = r.binned_spikes()
+    sigma = recipe.smoothing_s * r.frame_rate
+    if sigma > 0:
+        target = gaussian_filter1d(target, sigma, axis=-1, mode="constant").astype(np.float32)
+    nu = noise_level_nu(np.where(valid, traces, np.nan), r.frame_rate)
+    nu[~valid.any(axis=(0, 2))] = np.nan
+    return Recording(name=name, dataset=dataset,
+                     ts=dataclasses.replace(r, traces=traces, calcium=None), target=target,
+                     valid=valid, nu=nu)
+
+
+def time_scaled(recordings: list[Recording], recipe: Recipe) -> list[Recording]:
+    """``recordings`` plus a copy of each at every time scale of ``recipe.time_scales`` other
+    than 1 (augmentation for indicators faster or slower than the training data).
+
+    At scale ``s`` the recording is played ``s`` times faster: its frame rate is declared ``s``
+    times higher and every spike time divided by ``s``, then it is resampled to the model rate
+    again, so indicator rise and decay times and inter-spike intervals shrink by ``s`` while
+    amplitudes per spike stay. The copy keeps its dataset (the dataset's share of the samples
+    does not grow) and is named ``<name>@x<s>``. NaN frames stay NaN.
+    """
+    out = list(recordings)
+    for s in recipe.time_scales:
+        if s == 1:
+            continue
+        for rec in recordings:
+            ts = rec.ts
+            fast = dataclasses.replace(
+                ts, traces=np.where(rec.valid, ts.traces, np.nan),
+                frame_rate=ts.frame_rate * s, spike_times=ts.spike_times / s,
+                frame_times=None if ts.frame_times is None else ts.frame_times / s,
+            )
+            out.append(_recording(fast, f"{rec.name}@x{s:g}", rec.dataset, recipe))
     return out
 
 

@@ -48,7 +48,10 @@ class Recipe:
     ``noise_levels`` (nu, % Hz^-1/2), targets smoothed with a Gaussian of SD ``smoothing_s``
     seconds (0: no smoothing). At most ``max_samples`` samples per network and epoch, datasets
     weighted equally, at most ``max_replicas`` noisy copies per recording and level;
-    ``val_fraction`` of the recordings held out for the validation loss.
+    ``val_fraction`` of the recordings held out for the validation loss. ``time_scales``:
+    the training recordings are also used played this many times faster (must include 1;
+    e.g. ``(1, 2, 3)`` adds copies with 2x and 3x faster kinetics), see
+    :func:`~cabench.benchmark.learned.data.time_scaled`.
 
     Training: ``ensemble_size`` networks per level (or in the one conditioned ensemble),
     ``epochs`` passes, ``batch_size`` samples (target frames) per step, drawn as segments of
@@ -68,6 +71,7 @@ class Recipe:
     frame_rate: float = 30.0
     smoothing_s: float = 0.05
     noise_levels: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    time_scales: tuple[float, ...] = (1.0,)
     max_samples: int = 5_000_000
     max_replicas: int = 500
     val_fraction: float = 0.1
@@ -84,6 +88,8 @@ class Recipe:
         object.__setattr__(self, "kernels", tuple(int(v) for v in self.kernels))
         object.__setattr__(self, "noise_levels",
                            tuple(sorted({float(v) for v in self.noise_levels})))
+        object.__setattr__(self, "time_scales",
+                           tuple(sorted({float(v) for v in self.time_scales})))
         self._check()
 
     # --- validation ------------------------------------------------------------------------
@@ -115,6 +121,10 @@ class Recipe:
                                             for v in self.noise_levels):
             raise CabenchError(f"recipe: noise_levels must be positive numbers, got "
                                f"{list(self.noise_levels)}")
+        if 1.0 not in self.time_scales or not all(math.isfinite(v) and v > 0
+                                                  for v in self.time_scales):
+            raise CabenchError(f"recipe: time_scales must be positive numbers including 1, got "
+                               f"{list(self.time_scales)}")
         if self.optimizer not in OPTIMIZERS:
             raise CabenchError(f"recipe: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
                                f"{self.optimizer!r}")
@@ -181,6 +191,7 @@ class Recipe:
         d = dataclasses.asdict(self)
         d["filters"], d["kernels"] = list(self.filters), list(self.kernels)
         d["noise_levels"] = list(self.noise_levels)
+        d["time_scales"] = list(self.time_scales)
         return d
 
     @classmethod
@@ -225,3 +236,14 @@ def parse_noise_levels(text: str) -> tuple[float, ...]:
     if bad or not levels:
         raise CabenchError(f"noise levels must be positive numbers (% Hz^-1/2), got {text!r}")
     return tuple(sorted(set(levels)))
+
+
+def parse_time_scales(text: str) -> tuple[float, ...]:
+    """Time scales from ``"1,2,3"``; CabenchError unless they are positive numbers with 1."""
+    try:
+        scales = tuple(sorted({float(v) for v in str(text).split(",")}))
+    except ValueError:
+        raise CabenchError(f"time scales: cannot read {text!r}; give a list like 1,2,3") from None
+    if not all(math.isfinite(v) and v > 0 for v in scales) or 1.0 not in scales:
+        raise CabenchError(f"time scales must be positive numbers including 1, got {text!r}")
+    return scales

@@ -43,6 +43,7 @@ from cabench.benchmark.learned.data import (
     eligible,
     prepare,
     split_recordings,
+    time_scaled,
 )
 from cabench.benchmark.learned.model import CascadeNet, CnnModel, init_weights
 from cabench.benchmark.learned.recipe import Recipe
@@ -198,7 +199,7 @@ def train_model(
     recordings = prepare(tracesets, recipe)
     train_idx, val_idx = split_recordings(recordings, recipe.val_fraction,
                                           np.random.default_rng(split_seq))
-    train_recs = [recordings[i] for i in train_idx]
+    train_recs = time_scaled([recordings[i] for i in train_idx], recipe)
     val_recs = [recordings[i] for i in val_idx]
     levels = [v for v in recipe.noise_levels if eligible(train_recs, v)]
     dropped = sorted(set(recipe.noise_levels) - set(levels))
