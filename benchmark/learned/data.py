@@ -4,9 +4,9 @@ Per recording (a TraceSet; its dataset is ``params["dataset"]``, as set by
 :func:`cabench.readers.read_cascade_folder`, else the recording is a dataset of its own):
 
 1. resample to the model's frame rate (:func:`cabench.conditions.resample`, FFT, CASCADE's 5 %
-   rule), bridge NaN frames linearly (they are never a target);
-   With ``recipe.time_scales`` beyond 1, each training recording also gets copies played
-   faster or slower (:func:`time_scaled`), before the steps below;
+   rule), bridge NaN frames linearly (they are never a target); with ``recipe.time_scales``
+   beyond 1, each training (not validation) recording also gets copies played faster or
+   slower (:func:`time_scaled`), which go through the same steps;
 2. targets: ground-truth spikes binned on the resampled frame grid
    (:meth:`TraceSet.binned_spikes`) and smoothed with a Gaussian of SD ``smoothing_s`` seconds
    (mass beyond the ends is lost): expected spikes per frame;
