@@ -221,9 +221,11 @@ def _phase_progress(bar):
               help="Folder of dataset folders of CASCADE ground truth (.mat files).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output folder (grid/, folds/, models/, table.*, summary.*).")
-@click.option("--models", type=click.Path(file_okay=False), default=None,
+@click.option("--models", default=None, metavar="DIRS",
               help="Folder with one cnn model folder per held-out dataset, named after it "
-                   "[default with --train: OUTPUT/models].")
+                   "[default with --train: OUTPUT/models]. Several, comma-separated (e.g. "
+                   "runs of different --seed): each fold's networks are merged into one "
+                   "ensemble in OUTPUT/models.")
 @click.option("--train", is_flag=True,
               help="Train the missing fold models (existing ones are kept).")
 @click.option("--datasets", default=None, metavar="NAMES",
@@ -278,7 +280,11 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
     if models is None and not train:
         raise CabenchError("give --models DIR (one model folder per dataset) or --train")
     out = Path(output)
-    model_dir = Path(models) if models else out / "models"
+    sources = [Path(m) for m in _names(models) or []]
+    if len(sources) > 1 and train:
+        raise CabenchError("--train takes at most one --models folder (merge trained runs "
+                           "in a separate call)")
+    model_dir = sources[0] if len(sources) == 1 else out / "models"
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if train:
         from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
@@ -289,7 +295,11 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
             noise_conditioning=noise_conditioning, ensemble_size=ensemble_size,
             epochs=epochs, max_samples=max_samples, smoothing_s=smoothing, seed=seed)
         L.train_folds(folders, model_dir, recipe, device=device, say=say)
-    fold_models = L.model_folders(model_dir, [f.name for f in folders])
+    held_out = [f.name for f in folders]
+    if len(sources) > 1:
+        fold_models = L.merge_folds(sources, model_dir, held_out, say=say)
+    else:
+        fold_models = L.model_folders(model_dir, held_out)
     grid = L.GRIDS[grid_name]
     n = len(L.grid_variants(grid))
     say(f"{len(folders)} datasets x 2 conditions; {n} variants of {len(grid)} methods")

@@ -3,8 +3,8 @@
 For each dataset D of a CASCADE ground-truth folder, at its native condition and at the
 CASCADE standard condition (30 Hz, nu = 2):
 
-* ``cnn``: a model trained on every other selected dataset (``models/<D>/``, given or trained
-  here), run on every recording of D;
+* ``cnn``: a model trained on every other selected dataset (``models/<D>/``, given, trained
+  here, or merged from the fold models of several runs), run on every recording of D;
 * every model-based method twice: ``<method>-default`` (its default parameters, the
   dataset's indicator where the method takes one) and ``<method>-tuned``: the variant of
   :data:`GRIDS` whose median over the *other* datasets (same condition) of the per-dataset
@@ -18,7 +18,7 @@ scores are on all recordings of D, as cnn's are. Cases are cached, so a re-run (
 larger grid) only runs what is new.
 
 Output folder: ``grid/`` and ``folds/<D>/`` (suite runs with their case folders),
-``models/<D>/`` (when trained here), ``table.csv`` / ``table.md`` (one row per held-out
+``models/<D>/`` (when trained or merged here), ``table.csv`` / ``table.md`` (one row per held-out
 dataset, condition and method) and ``summary.csv`` / ``summary.md`` (per condition and method:
 medians across held-out datasets, wins, and whether cnn beats each method's median
 ``corr_25hz`` and ``corr_smoothed``: the targets of issue 4; reported, not asserted).
@@ -154,6 +154,23 @@ def model_folders(models: Path, held_out: list[str]) -> dict[str, Path]:
             f"{models}: no model folder for fold(s) {', '.join(missing)} (expected "
             f"{models / missing[0]}/config.json; train them with --train)")
     return folders
+
+
+def merge_folds(sources: list[Path], models: Path, held_out: list[str],
+                say: Say | None = None) -> dict[str, Path]:
+    """For each held-out dataset D, merge ``<source>/D`` of every source into ``models/D``
+    (one ensemble of all their networks, see
+    :func:`~cabench.benchmark.learned.train.merge_models`); written afresh each time."""
+    from cabench.benchmark.learned.train import merge_models, save_model
+
+    found = [model_folders(s, held_out) for s in sources]
+    out = {}
+    for d in held_out:
+        model, record = merge_models([f[d] for f in found])
+        out[d] = save_model(model, models / d, record, force=True)
+    (say or (lambda _msg: None))(f"merged the fold models of {len(sources)} folders into "
+                                  f"{models}")
+    return out
 
 
 def train_folds(folders: list[Path], models: Path, recipe: Any, device: str = "auto",

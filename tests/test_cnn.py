@@ -27,11 +27,12 @@ from cabench.benchmark.learned.data import (
     split_recordings,
     time_scaled,
 )
-from cabench.benchmark.learned.model import CascadeNet, init_weights
+from cabench.benchmark.learned.model import CascadeNet, CnnModel, init_weights
 from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
 from cabench.benchmark.learned.train import (
     SegmentBatches,
     load_model,
+    merge_models,
     save_model,
     train_model,
 )
@@ -338,6 +339,26 @@ def test_model_folder_round_trip(trained, model_folder, gt_sets):
         save_model(model, model_folder)
     with pytest.raises(CabenchError, match="not a cnn model folder"):
         load_model(model_folder.parent)
+
+
+def test_merged_model_predicts_the_mean_of_all_networks(model_folder, gt_sets, tmp_path):
+    other = CnnModel(TINY.replace(seed=2, ensemble_size=2))
+    gen = torch.Generator().manual_seed(5)
+    for net in other.groups[0]:
+        init_weights(net, gen)
+    save_model(other, tmp_path / "seed2")
+    merged, record = merge_models([model_folder, tmp_path / "seed2"])
+    assert merged.recipe == TINY.replace(ensemble_size=3)
+    assert [(r["seed"], r["networks"]) for r in record["merged_from"]] == [(1, 1), (2, 2)]
+    x = list(gt_sets[0].traces[0, :, :500])
+    one, two = (np.stack(load_model(f)[0].predict(x, [1.0]))
+                for f in (model_folder, tmp_path / "seed2"))
+    folder = save_model(merged, tmp_path / "merged", record)
+    np.testing.assert_allclose(np.stack(load_model(folder)[0].predict(x, [1.0])),
+                               (one + 2 * two) / 3, rtol=1e-5, atol=1e-6)
+    save_model(CnnModel(TINY.replace(smoothing_s=0.0, epochs=2)), tmp_path / "other")
+    with pytest.raises(CabenchError, match="differ in epochs, smoothing_s"):
+        merge_models([model_folder, tmp_path / "other"])
 
 
 # --- the command line -----------------------------------------------------------------------------

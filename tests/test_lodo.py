@@ -119,12 +119,23 @@ def test_lodo_end_to_end(run, gt_folder, tmp_path):
     assert res.exit_code == 0, res.output
     assert "model exists, kept" in res.output and "cnn best on" in res.output
     pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), table)
+    # two runs' fold models merged: an ensemble of two equal networks scores as one
+    res = run("lodo", "--ground-truth", gt_folder, "-o", tmp_path / "merged", "--grid", "small",
+              "--models", f"{out / 'models'},{out / 'models'}", "-q")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "merged" / "models" / "DS01-GCaMP6f-sim" / "config.json")
+                     .read_text())
+    assert cfg["recipe"]["ensemble_size"] == 2 and len(cfg["training"]["merged_from"]) == 2
+    merged = pd.read_csv(tmp_path / "merged" / "table.csv")
+    cols = ["corr_25hz", "corr_smoothed", "error", "bias"]
+    pd.testing.assert_frame_equal(merged[cols], table[cols], rtol=1e-4)
 
 
 @pytest.mark.parametrize("change, message", [
     ("missing-ground-truth", "does not exist"),
     ("missing-model", "no model folder for fold(s) DS02-GCaMP6s-sim"),
     ("no-models", "--models"),
+    ("train-two-models", "--train takes at most one --models folder"),
 ])
 def test_lodo_errors_are_one_line(run, gt_folder, tmp_path, change, message):
     models = tmp_path / "models"
@@ -136,6 +147,9 @@ def test_lodo_errors_are_one_line(run, gt_folder, tmp_path, change, message):
         args[2] = tmp_path / "nothing"
     if change == "no-models":
         args = args[:-2]
+    if change == "train-two-models":
+        args[-1] = f"{models},{models}"
+        args.append("--train")
     res = run(*args, "-q")
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
     assert message in res.output, res.output

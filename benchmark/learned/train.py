@@ -2,7 +2,8 @@
 
 :func:`train_model` trains every network of a :class:`~cabench.benchmark.learned.recipe.Recipe`
 on TraceSets with ground-truth spikes; :func:`save_model` writes a model folder atomically;
-:func:`load_model` reads one. A model folder holds
+:func:`load_model` reads one; :func:`merge_models` pools the networks of several. A model folder
+holds
 
 - ``config.json``: format, the full recipe, the architecture, the noise level of each ensemble,
   and the training record (datasets and their recording counts, held-out recordings, samples,
@@ -356,6 +357,39 @@ def check_output(folder: str | Path, force: bool) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise CabenchError(f"cannot write {folder}: {folder.parent} is not a folder") from None
+
+
+def merge_models(folders: list[str | Path]) -> tuple[CnnModel, dict[str, Any]]:
+    """One model whose ensembles hold the networks of every model of ``folders`` (in order).
+
+    The models must share their recipe except ``seed`` and ``ensemble_size`` (e.g. the same
+    recipe trained with different seeds, one per machine); the merged ensemble predicts the
+    mean of all their networks. Returns the model and a training record listing each source
+    (folder, seed, networks, training record). CabenchError naming the differing fields.
+    """
+    if not folders:
+        raise CabenchError("no model folders to merge")
+    loaded = [(Path(f), *load_model(f)) for f in folders]
+    free = ("seed", "ensemble_size")
+    first = {k: v for k, v in loaded[0][1].recipe.to_dict().items() if k not in free}
+    for folder, model, _ in loaded[1:]:
+        other = {k: v for k, v in model.recipe.to_dict().items() if k not in free}
+        diff = sorted(k for k in first if first[k] != other[k])
+        if diff:
+            raise CabenchError(f"cannot merge {folder} with {loaded[0][0]}: their recipes "
+                               f"differ in {', '.join(diff)}")
+    size = sum(m.recipe.ensemble_size for _, m, _ in loaded)
+    merged = CnnModel(loaded[0][1].recipe.replace(ensemble_size=size))
+    offset = 0
+    for _, model, _ in loaded:
+        for g, nets in enumerate(model.groups):
+            for m, net in enumerate(nets):
+                merged.groups[g][offset + m].load_state_dict(net.state_dict())
+        offset += model.recipe.ensemble_size
+    record = dict(merged_from=[dict(folder=str(f), seed=m.recipe.seed,
+                                    networks=m.recipe.ensemble_size, training=cfg["training"])
+                               for f, m, cfg in loaded])
+    return merged.eval(), record
 
 
 def load_model(folder: str | Path) -> tuple[CnnModel, dict[str, Any]]:
