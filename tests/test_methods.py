@@ -54,8 +54,8 @@ THRESHOLDS = {
     "peeling": (0.55, (0.5, 2.0)),
     "wiener": (0.50, (0.5, 3.0)),
     "derivative": (0.40, (0.5, 3.0)),
-    # the shipped default model (trained on real ground truth only, targets smoothed by
-    # 0.025 s) on seeds 1-10: correlation 0.55-0.63, total ratio 1.12-1.73
+    # the shipped default model (trained on real ground truth only, unsmoothed targets) on
+    # seeds 1-10: correlation 0.56-0.64, total ratio 1.14-1.70
     "cnn": (0.50, (0.5, 2.0)),
     # cascade is skipped here (it needs cascade2p and model=PATH); tests/test_cascade.py
     "cascade": (0.50, (0.5, 2.0)),
