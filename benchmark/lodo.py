@@ -160,17 +160,33 @@ def merge_folds(sources: list[Path], models: Path, held_out: list[str],
                 say: Say | None = None) -> dict[str, Path]:
     """For each held-out dataset D, merge ``<source>/D`` of every source into ``models/D``
     (one ensemble of all their networks, see
-    :func:`~cabench.benchmark.learned.train.merge_models`); written afresh each time."""
+    :func:`~cabench.benchmark.learned.train.merge_models`). A merged folder is kept while it
+    lists the same sources and is newer than all their files (so its cases stay reusable)."""
     from cabench.benchmark.learned.train import merge_models, save_model
 
     found = [model_folders(s, held_out) for s in sources]
     out = {}
     for d in held_out:
-        model, record = merge_models([f[d] for f in found])
-        out[d] = save_model(model, models / d, record, force=True)
+        out[d] = target = models / d
+        parts = [f[d] for f in found]
+        if _merged_up_to_date(target, parts):
+            continue
+        model, record = merge_models(parts)
+        save_model(model, target, record, force=True)
     (say or (lambda _msg: None))(f"merged the fold models of {len(sources)} folders into "
                                   f"{models}")
     return out
+
+
+def _merged_up_to_date(target: Path, parts: list[Path]) -> bool:
+    try:
+        cfg = json.loads((target / "config.json").read_text())
+        listed = [m["folder"] for m in cfg["training"]["merged_from"]]
+        written = min(f.stat().st_mtime_ns for f in target.iterdir() if f.is_file())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    newest = max(f.stat().st_mtime_ns for p in parts for f in p.iterdir() if f.is_file())
+    return listed == [str(p) for p in parts] and newest < written
 
 
 def train_folds(folders: list[Path], models: Path, recipe: Any, device: str = "auto",

@@ -41,7 +41,8 @@ Every (dataset, recording, method) case is run in its own folder
 ``out_dir/cases/<dataset>/<recording>/<method>/`` holding ``params.json`` (what was run, with
 versions), ``log.json`` (status, seconds, warnings, traceback) and its outputs
 (``estimate.npy``, ``scores.csv``). A case whose log says ``ok`` and whose ``params.json``
-matches the current suite is reused. ``out_dir`` gets ``scores.csv`` (tidy: one row per
+matches the current suite is reused, unless its trace file or the method's model folder (cnn's
+``model``) was rewritten since. ``out_dir`` gets ``scores.csv`` (tidy: one row per
 dataset, recording, cell, method and metric), ``leaderboard.csv`` and ``leaderboard.md``
 (medians across cells per dataset and method, computed from ``scores.csv``), ``excluded.csv``
 (cells left out by a dataset's ``noise`` condition because they are noisier than the target,
@@ -640,8 +641,29 @@ def _reusable(case: Case, force: bool, rerun_failed: bool) -> bool:
         return False  # the suite changed what this case means
     if _input_newer(case):
         return False  # the trace file was rewritten (e.g. regenerated twins) since the case ran
+    if _model_newer(case):
+        return False  # the method's model folder was rewritten (e.g. a retrained cnn)
     status = log.get("status")
     return status == "ok" or (status == "failed" and not rerun_failed)
+
+
+def _model_newer(case: Case) -> bool:
+    """Whether a file of the model folder that the method reads (``model_folder()``, e.g.
+    cnn's ``model=``) changed after the case's scores were written: the same path can hold a
+    retrained model."""
+    from cabench.benchmark.methods import method_class
+
+    cls = method_class(case.method.name)
+    if not hasattr(cls, "model_folder"):
+        return False
+    try:
+        folder = Path(cls(**case.method.params).model_folder())
+    except CabenchError:
+        return False
+    if not folder.is_dir():
+        return False
+    written = (case.folder / "scores.csv").stat().st_mtime_ns
+    return any(f.stat().st_mtime_ns > written for f in folder.iterdir() if f.is_file())
 
 
 def _input_newer(case: Case) -> bool:

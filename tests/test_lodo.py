@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -129,6 +130,22 @@ def test_lodo_end_to_end(run, gt_folder, tmp_path):
     merged = pd.read_csv(tmp_path / "merged" / "table.csv")
     cols = ["corr_25hz", "corr_smoothed", "error", "bias"]
     pd.testing.assert_frame_equal(merged[cols], table[cols], rtol=1e-4)
+    # merging again keeps the merged folders, so their cases stay reused
+    weights = tmp_path / "merged" / "models" / "DS01-GCaMP6f-sim" / "weights.pt"
+    before = weights.stat().st_mtime_ns
+    res = run("lodo", "--ground-truth", gt_folder, "-o", tmp_path / "merged", "--grid", "small",
+              "--models", f"{out / 'models'},{out / 'models'}", "-q")
+    assert res.exit_code == 0, res.output
+    assert weights.stat().st_mtime_ns == before
+    # a fold model rewritten after its cases ran: only that fold's cnn cases run again
+    logs = {p: p.stat().st_mtime_ns for p in (out / "folds").glob("*/cases/*/*/cnn/log.json")}
+    assert len(logs) == 3 * 2 * 2  # 3 folds x 2 recordings x 2 conditions
+    new = weights.stat().st_mtime_ns + 10**9
+    os.utime(out / "models" / "DS01-GCaMP6f-sim" / "weights.pt", ns=(new, new))
+    res = run(*args, "-q")
+    assert res.exit_code == 0, res.output
+    rerun = {p.parts[-6] for p, t in logs.items() if p.stat().st_mtime_ns != t}
+    assert rerun == {"DS01-GCaMP6f-sim"}, rerun
 
 
 @pytest.mark.parametrize("change, message", [
