@@ -165,16 +165,16 @@ def merge_folds(sources: list[Path], models: Path, held_out: list[str],
     from cabench.benchmark.learned.train import merge_models, save_model
 
     found = [model_folders(s, held_out) for s in sources]
-    out = {}
+    out, merged = {}, 0
     for d in held_out:
         out[d] = target = models / d
         parts = [f[d] for f in found]
-        if _merged_up_to_date(target, parts):
-            continue
-        model, record = merge_models(parts)
-        save_model(model, target, record, force=True)
-    (say or (lambda _msg: None))(f"merged the fold models of {len(sources)} folders into "
-                                  f"{models}")
+        if not _merged_up_to_date(target, parts):
+            model, record = merge_models(parts)
+            save_model(model, target, record, force=True)
+            merged += 1
+    (say or (lambda _msg: None))(f"{models}: merged {merged} fold(s) from {len(sources)} "
+                                  f"folders, {len(held_out) - merged} up to date")
     return out
 
 

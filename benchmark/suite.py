@@ -648,22 +648,17 @@ def _reusable(case: Case, force: bool, rerun_failed: bool) -> bool:
 
 
 def _model_newer(case: Case) -> bool:
-    """Whether a file of the model folder that the method reads (``model_folder()``, e.g.
-    cnn's ``model=``) changed after the case's scores were written: the same path can hold a
-    retrained model."""
-    from cabench.benchmark.methods import method_class
+    """Whether a file of the method's model folder (e.g. cnn's ``model=``) changed after the
+    case's scores were written: the same path can hold a retrained model."""
+    from cabench.benchmark.methods import get_method
 
-    cls = method_class(case.method.name)
-    if not hasattr(cls, "model_folder"):
-        return False
     try:
-        folder = Path(cls(**case.method.params).model_folder())
+        folder = get_method(case.method.name, **case.method.params).model_folder()
     except CabenchError:
         return False
-    if not folder.is_dir():
+    if folder is None or not folder.is_dir():
         return False
-    written = (case.folder / "scores.csv").stat().st_mtime_ns
-    return any(f.stat().st_mtime_ns > written for f in folder.iterdir() if f.is_file())
+    return _newer_than_scores(case, [f for f in folder.iterdir() if f.is_file()])
 
 
 def _input_newer(case: Case) -> bool:
@@ -672,7 +667,12 @@ def _input_newer(case: Case) -> bool:
     path = Path(case.dataset.path) if case.dataset.path else None
     if path is None or not path.is_file():
         return False
-    return path.stat().st_mtime_ns > (case.folder / "scores.csv").stat().st_mtime_ns
+    return _newer_than_scores(case, [path])
+
+
+def _newer_than_scores(case: Case, files: list[Path]) -> bool:
+    written = (case.folder / "scores.csv").stat().st_mtime_ns
+    return any(f.stat().st_mtime_ns > written for f in files)
 
 
 # --- running ------------------------------------------------------------------------------------

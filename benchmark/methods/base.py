@@ -34,6 +34,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -264,6 +265,11 @@ class Method:
         """Whether the method runs with its default parameters: installed and, for a method
         that ships a trained model, that model present."""
         return cls.is_installed()
+
+    def model_folder(self) -> Path | None:
+        """The folder a trained method reads its model from (None: no model). A suite reruns
+        cached cases when a file in it is rewritten."""
+        return None
 
     @classmethod
     def version(cls) -> str:
