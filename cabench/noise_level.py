@@ -17,7 +17,9 @@ def noise_level_nu(traces: np.ndarray, frame_rate: float) -> np.ndarray:
     x = np.asarray(traces, dtype=np.float64)
     if x.ndim == 2:
         x = x[None]
-    d = np.abs(np.diff(x, axis=-1)).transpose(1, 0, 2).reshape(x.shape[1], -1)
+    d = np.diff(x, axis=-1)
+    np.abs(d, out=d)
+    d = d.transpose(1, 0, 2).reshape(x.shape[1], -1)
     out = np.full(x.shape[1], np.nan)
     ok = np.isfinite(d).any(axis=1)
     out[ok] = 100.0 * np.nanmedian(d[ok], axis=1) / np.sqrt(frame_rate)

@@ -196,6 +196,17 @@ def test_learned_timing_is_exact_and_shifts_with_the_trace(kernel_model):
                                    atol=1e-6)
 
 
+def test_pieces_and_batches_do_not_change_the_prediction(kernel_model):
+    x = _kernel_set(98).traces[0].astype(np.float32)
+    rows = [x[0, :37], x[1, :250], x[2, :1001], x[3]]
+    nu = np.ones(len(rows))
+    whole = kernel_model.predict(rows, nu, piece=10**6)
+    for piece, batch in ((64, 200), (300, 10**6), (1000, 1)):
+        cut = kernel_model.predict(rows, nu, piece=piece, batch_frames=batch)
+        for a, b in zip(cut, whole, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 # --- training data --------------------------------------------------------------------------------
 def _step_set(dataset: str, frames: int, cells: int = 1, seed: int = 0) -> TraceSet:
     """A step of 1 dF/F at frame 100 with one spike there: shows where windows are centred."""

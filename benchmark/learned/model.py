@@ -98,9 +98,11 @@ class CascadeNet(nn.Module):
             w = layer.weight[:, :, None, :].contiguous(memory_format=torch.channels_last)
             return F.conv2d(h, w, layer.bias, dilation=(1, dilation))
 
-        h = _act(conv(self.conv1, x[:, None, None, :]), film[0], inplace=True)
-        h = _act(conv(self.conv2, h.contiguous(memory_format=torch.channels_last)), film[1],
-                 inplace=True)
+        # (B, 1, 1, L) with channels-last strides, so that every layer's output is channels-last
+        b, n = x.shape
+        x = x.contiguous().as_strided((b, 1, 1, n), (n, 1, n, 1))
+        h = _act(conv(self.conv1, x), film[0], inplace=True)
+        h = _act(conv(self.conv2, h), film[1], inplace=True)
         h = torch.maximum(h[..., :-1], h[..., 1:])  # max-pool 2, stride 1
         h = _act(conv(self.conv3, h, 2), film[2], inplace=True)
         h = torch.maximum(h[..., :-2], h[..., 2:])  # max-pool 2 of every other step
@@ -114,7 +116,7 @@ def _act(h: torch.Tensor, film: tuple, inplace: bool = False) -> torch.Tensor:
     scale, shift = film
     if scale is not None:
         if inplace and not torch.is_grad_enabled():
-            h = h.mul_(scale).add_(shift)
+            h = torch.addcmul(shift, h, scale, out=h)
         else:
             h = torch.addcmul(shift, h, scale)
     return F.relu_(h) if inplace else F.relu(h)
@@ -162,16 +164,17 @@ class CnnModel(nn.Module):
         nu: np.ndarray,
         device: torch.device | str = "cpu",
         batch_frames: int = 32768,
-        piece: int = 2048,
+        piece: int = 4096,
         progress: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
         """Expected spikes per frame (at the model's rate, before clipping) of each 1-D row.
 
         ``rows``: finite float dF/F traces at ``recipe.frame_rate``; ``nu``: their noise levels
         (picks the ensemble, or conditions the networks, clipped to the trained range). Rows
-        are cut into pieces of up to ``piece`` target frames (plus the window's context; edge
-        values beyond the ends), ``batch_frames`` target frames per forward pass, so memory is
-        bounded whatever the number and length of rows. The ensemble mean is returned.
+        are cut into pieces of equal length, at most ``piece`` target frames (the longest row
+        in as few as possible), each with the window's context (edge values beyond the ends),
+        and ``batch_frames`` target frames go through each forward pass, so memory is bounded
+        whatever the number and length of rows. The ensemble mean is returned.
         """
         r = self.recipe
         dev = torch.device(device)
@@ -182,7 +185,8 @@ class CnnModel(nn.Module):
         out = [np.zeros(n, np.float32) for n in lengths]
         if not len(rows):
             return out
-        c = int(min(piece, lengths.max()))
+        longest = int(lengths.max())
+        c = -(-longest // -(-longest // piece))  # the longest row in equal pieces of <= piece
         span = c + r.window - 1
         per_batch = max(1, batch_frames // c)
         offsets = np.arange(span) - r.before
