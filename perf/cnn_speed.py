@@ -7,7 +7,7 @@ the whole method), once per ensemble size, on the CPU and on CUDA when available
 are simulated (GCaMP6f, nu spread over 1-9 so every per-level ensemble is used). Prints the best
 of ``--repeats`` wall times and cells x frames per second. Target: under 10 s on 2 CPU cores
 for one network per noise level. ``--model default`` (or a model folder) times that trained
-model instead, e.g. the shipped default (one FiLM-conditioned ensemble of 3 networks).
+model instead, e.g. the shipped default (one FiLM-conditioned ensemble of 2 networks).
 
 Usage: python perf/cnn_speed.py [--cells 1000] [--frames 10000] [--ensemble 1,5]
 [--model default|FOLDER] [--repeats 2] [--threads N] [--batch-size 32768]
