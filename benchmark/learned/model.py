@@ -186,7 +186,7 @@ class CnnModel(nn.Module):
         if not len(rows):
             return out
         longest = int(lengths.max())
-        c = -(-longest // -(-longest // piece))  # the longest row in equal pieces of <= piece
+        c = math.ceil(longest / math.ceil(longest / piece))  # equal pieces of <= piece frames
         span = c + r.window - 1
         per_batch = max(1, batch_frames // c)
         offsets = np.arange(span) - r.before
