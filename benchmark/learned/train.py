@@ -370,10 +370,13 @@ def merge_models(folders: list[str | Path]) -> tuple[CnnModel, dict[str, Any]]:
     if not folders:
         raise CabenchError("no model folders to merge")
     loaded = [(Path(f), *load_model(f)) for f in folders]
-    free = ("seed", "ensemble_size")
-    first = {k: v for k, v in loaded[0][1].recipe.to_dict().items() if k not in free}
+    def shared(model: CnnModel) -> dict[str, Any]:  # the fields that must agree
+        return {k: v for k, v in model.recipe.to_dict().items()
+                if k not in ("seed", "ensemble_size")}
+
+    first = shared(loaded[0][1])
     for folder, model, _ in loaded[1:]:
-        other = {k: v for k, v in model.recipe.to_dict().items() if k not in free}
+        other = shared(model)
         diff = sorted(k for k in first if first[k] != other[k])
         if diff:
             raise CabenchError(f"cannot merge {folder} with {loaded[0][0]}: their recipes "
