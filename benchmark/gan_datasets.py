@@ -29,13 +29,11 @@ file written atomically, and re-runs the dataset's cases.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
 import traceback
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -330,17 +328,6 @@ def _reference_windows(d: Any, window: int, n_cells: int, frame_rate: float
     return w, indicator
 
 
-@contextlib.contextmanager
-def _global_seed(seed: int) -> Iterator[None]:
-    """Seed numpy's global generator (some wrapped packages draw from it), then restore it."""
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(seed)  # noqa: NPY002
-    try:
-        yield
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
-
-
 def compare_statistics(real: dict[str, np.ndarray], gan: dict[str, np.ndarray]
                        ) -> dict[str, float]:
     """:data:`STAT_METRICS` of pooled window statistics (``evaluate.window_statistics``).
@@ -380,6 +367,7 @@ def run_statistics_case(case: Any, ts: Any | None) -> dict[str, Any]:
     ``statistics.npz`` (the pooled values) and ``log.json``; return the log."""
     from cabench.benchmark import suite as S
     from cabench.benchmark.methods import get_method
+    from cabench.benchmark.methods.base import global_numpy_seed
     from cabench.generators.evaluate import _inferred_trains, window_statistics
     from cabench.noise_level import noise_level_nu
 
@@ -400,7 +388,7 @@ def run_statistics_case(case: Any, ts: Any | None) -> dict[str, Any]:
         # indicator-aware methods get the real data's indicator, the same for both inputs
         ts.indicator = ts.indicator or indicator
         seconds = 0.0
-        with _global_seed(case.seed):
+        with global_numpy_seed(case.seed):
             method = get_method(case.method.name, **S._method_params(case.method, ts))
             trains = {}
             for k, w in (("gan", gan_w), ("real", real_w)):

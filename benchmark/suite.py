@@ -10,7 +10,7 @@ A suite is a TOML file::
                                         # data_root, else to the suite file's folder)
     source = "real"                     # optional: real / simulated / gan (default: the file's)
     frame_rate = 30.0                   # optional: needed for .npy / .csv
-    options = { layout = "cells-frames" }   # optional: options of the reader
+    options = { layout = "frames_cells" }   # optional: options of the reader
     resample = 30.0                     # optional: FFT-resample to this rate (Hz) first
     noise = 2.0                         # optional: add shot-like noise up to this nu
     seed = 1                            # optional: seed of that noise (default from the name)
@@ -156,7 +156,7 @@ class DatasetSpec:
             from cabench.readers import read_traces
 
             sets = read_traces(self.path, frame_rate=self.frame_rate, **self.options)
-        names = _recording_names(sets)
+        names = recording_names(sets)
         out: list[Any | None] = []
         excluded = []
         for i, (name, ts) in enumerate(zip(names, sets, strict=True)):
@@ -489,7 +489,7 @@ def _versions(method_name: str) -> dict[str, str]:
     )
 
 
-def _recording_names(sets: list[Any]) -> list[str]:
+def recording_names(sets: list[Any]) -> list[str]:
     names: list[str] = []
     for i, ts in enumerate(sets):
         raw = ""
@@ -528,6 +528,7 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
     import warnings as _warnings
 
     from cabench.benchmark.methods import get_method
+    from cabench.benchmark.methods.base import global_numpy_seed
     from cabench.benchmark.metrics import score_cell
 
     if case.dataset.gan_kind == "unconditional":  # no ground truth: GAN vs real statistics
@@ -551,19 +552,13 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
             method = get_method(case.method.name, **_method_params(case.method, ts))
-            # some wrapped packages draw from numpy's global generator: seed it per case so
-            # that results do not depend on the order of cases or on the process
-            state = np.random.get_state()  # noqa: NPY002
-            np.random.seed(case.seed)  # noqa: NPY002
-            try:
+            with global_numpy_seed(case.seed):  # independent of case order and process
                 result = method.infer(ts.traces, ts.frame_rate)
-            finally:
-                np.random.set_state(state)  # noqa: NPY002
             frame_times = ts.times()
             nu = noise_level_nu(ts.traces, ts.frame_rate)
             # methods place spike k / frame_rate seconds after the first frame: put them on
             # the recording's own clock (real frame times drift from a nominal rate)
-            inferred = [_on_clock(x, ts.frame_rate, frame_times) for x in result.spike_times]
+            inferred = [on_clock(x, ts.frame_rate, frame_times) for x in result.spike_times]
             rows = []
             n_cells = ts.n_cells
             for t, c, name in _cell_labels(ts):
@@ -606,7 +601,7 @@ def _run_case(case: Case, ts: Any | None) -> dict[str, Any]:
     return log
 
 
-def _on_clock(times: np.ndarray, frame_rate: float, frame_times: np.ndarray) -> np.ndarray:
+def on_clock(times: np.ndarray, frame_rate: float, frame_times: np.ndarray) -> np.ndarray:
     """Times ``k / frame_rate`` (s, k fractional) mapped onto the frame times (s)."""
     k = np.arange(frame_times.size, dtype=np.float64)
     x = np.asarray(times, dtype=np.float64) * frame_rate

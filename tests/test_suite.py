@@ -298,7 +298,7 @@ def test_conditions_noise_levels_and_indicators(tmp_path):
 def test_inferred_spikes_on_the_recordings_clock(tmp_path):
     # frames really come at 29.7 Hz; methods count time as k / frame_rate from the first frame
     frame_times = 5.0 + np.arange(9000) / 29.7
-    mapped = S._on_clock(np.array([0.0, 100 / 29.7, 8999 / 29.7, 9000.5 / 29.7]), 29.7,
+    mapped = S.on_clock(np.array([0.0, 100 / 29.7, 8999 / 29.7, 9000.5 / 29.7]), 29.7,
                          frame_times)
     np.testing.assert_allclose(mapped, [5.0, frame_times[100], frame_times[-1],
                                         5.0 + 9000.5 / 29.7])

@@ -28,11 +28,13 @@ frames is NaN and no spike is placed there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -205,6 +207,18 @@ def spike_times_from_estimate(estimate: np.ndarray, frame_rate: float) -> np.nda
     counts = np.diff(whole, prepend=0.0).astype(np.int64)
     frames = np.repeat(np.arange(e.size), np.maximum(counts, 0))
     return frames / float(frame_rate)
+
+
+@contextlib.contextmanager
+def global_numpy_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the block, then restore it. Some wrapped packages
+    draw from it; seeding per call makes their results independent of call order."""
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 
 # --- the base class ------------------------------------------------------------------------
