@@ -1,10 +1,11 @@
-"""Commands of the benchmark stage: ``cabench methods``."""
+"""Commands of the benchmark stage: methods, run-suite, infer, leaderboard, train-method, lodo,
+validity and evaluate-conditional."""
 
 from __future__ import annotations
 
 import click
 
-from cabench.cli import CONTEXT
+from cabench.cli import CONTEXT, matrix_options, reader_options
 
 
 @click.command(context_settings=CONTEXT)
@@ -395,3 +396,53 @@ def evaluate_conditional(run_dir, ground_truth, datasets, output, classifier, se
                  classifier=classifier, device=device, log=log)
     if not quiet:
         click.echo((Path(output) / "summary.md").read_text())
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path())
+@click.option("-m", "--method", required=True,
+              help="Inference method (cabench methods lists them).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A method parameter, e.g. -p amplitude=0.2 (repeatable).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Estimates file (HDF5) to write.")
+@matrix_options
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary or warnings.")
+def infer(path, method, params, output, frame_rate, units, layout, overwrite, quiet):
+    """Infer spikes in every recording of PATH with one method; write an estimates file.
+
+    PATH is a cabench trace file or any readable recording (CASCADE .mat or folder, dF_traces
+    .mat, suite2p folder, .npy/.csv with --frame-rate). OUTPUT (HDF5) holds per recording the
+    estimate (trials, cells, frames) in expected spikes per frame, the inferred spike times (s)
+    and the method's warnings, with the method, its resolved parameters and this command.
+    Ground-truth spikes of PATH are not copied.
+
+    Example: cabench infer sim.h5 -m peeling -p threshold=0.5 -o estimates.h5
+    """
+    from cabench.benchmark.infer import infer_file, read_estimates
+    from cabench.errors import CabenchError
+    from cabench.progress import bar_callbacks, progress_bar
+
+    values = {}
+    for text in params:
+        key, eq, value = text.partition("=")
+        if not eq or not key.strip():
+            raise CabenchError(f"--param {text!r}: expected KEY=VALUE")
+        values[key.strip()] = value
+    with progress_bar(None, "infer", "recording", quiet) as bar:
+        progress, _ = bar_callbacks(bar)
+        infer_file(path, method, values, output, frame_rate=frame_rate, overwrite=overwrite,
+                   progress=progress, **reader_options(units, layout))
+    if quiet:
+        return
+    recs = read_estimates(output)
+    cells = sum(r.estimate.shape[1] for r in recs)
+    seconds = sum(r.seconds for r in recs)
+    click.echo(f"wrote {output}: {len(recs)} recording{'s' * (len(recs) != 1)}, {cells} cells, "
+               f"method {recs[0].method}, {seconds:.3g} s")
+    notes = [f"{r.name}: {w}" if len(recs) > 1 else w for r in recs for w in r.warnings]
+    for w in notes[:5]:
+        click.echo(f"Warning: {w}", err=True)
+    if len(notes) > 5:
+        click.echo(f"Warning: ... and {len(notes) - 5} more", err=True)

@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
                 "List the spike-inference methods and their parameters."),
     "run-suite": ("cabench.benchmark.cli", "run_suite",
                   "Run a benchmark suite and write scores and leaderboards."),
+    "infer": ("cabench.benchmark.cli", "infer", "Infer spikes in a trace file with any method."),
     "leaderboard": ("cabench.benchmark.cli", "leaderboard",
                     "Print the leaderboard of a suite run."),
     "train-method": ("cabench.benchmark.cli", "train_method",
@@ -102,13 +103,30 @@ def main():
     """
 
 
+def matrix_options(command):
+    """``--frame-rate``, ``--units`` and ``--layout``: what a .npy/.csv matrix does not say."""
+    command = click.option(
+        "--layout", type=click.Choice(["cells_frames", "frames_cells"]), default=None,
+        help="Axis order of a .npy/.csv matrix [default: cells_frames].")(command)
+    command = click.option(
+        "--units", type=click.Choice(["fraction", "percent"]), default=None,
+        help="dF/F units of a .npy/.csv matrix [default: fraction].")(command)
+    return click.option(
+        "--frame-rate", type=float, default=None,
+        help="Frame rate (Hz) for formats that do not store one (.npy, .csv).")(command)
+
+
+def reader_options(units: str | None, layout: str | None) -> dict[str, str]:
+    """The matrix options that were given, for :func:`cabench.readers.read_traces`."""
+    return {k: v for k, v in (("units", units), ("layout", layout)) if v is not None}
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("path", type=click.Path())
-@click.option("--frame-rate", type=float, default=None,
-              help="Frame rate (Hz) for formats that do not store one (.npy, .csv).")
+@matrix_options
 @click.option("--per-cell/--summary", default=None,
               help="Print a line per cell (default: per cell up to 20 cells).")
-def info(path, frame_rate, per_cell):
+def info(path, frame_rate, units, layout, per_cell):
     """Describe PATH: shape, frame rate, duration, source, noise level nu, firing rates.
 
     PATH is a cabench trace file or any readable recording (CASCADE .mat or folder, dF_traces
@@ -117,7 +135,8 @@ def info(path, frame_rate, per_cell):
     """
     from cabench.summary import describe
 
-    for line in describe(path, frame_rate=frame_rate, per_cell=per_cell):
+    for line in describe(path, frame_rate=frame_rate, per_cell=per_cell,
+                         **reader_options(units, layout)):
         click.echo(line)
 
 

@@ -446,7 +446,7 @@ def read_matrix(
         data = data / 100.0
     elif _looks_like_percent(data):
         raise CabenchError(f"{path}: the values look like percent (99th percentile of |dF/F| "
-                           f"above {PERCENT_THRESHOLD:g}); pass units percent")
+                           f"above {PERCENT_THRESHOLD:g}); pass units=percent (--units percent)")
     return TraceSet(
         traces=data,
         frame_rate=rate,

@@ -14,15 +14,16 @@ _CHUNK_VALUES = 2**25  # float32 values read at a time from a large trace file
 
 
 def describe(path: str | Path, frame_rate: float | None = None,
-             per_cell: bool | None = None) -> Iterator[str]:
-    """Lines describing ``path`` (a trace file or any format :mod:`cabench.readers` reads)."""
+             per_cell: bool | None = None, **options: str) -> Iterator[str]:
+    """Lines describing ``path`` (a trace file or any format :mod:`cabench.readers` reads;
+    ``options`` go to the reader, e.g. ``units="percent"`` for a matrix)."""
     from cabench.readers import read_traces
 
     path = Path(path)
-    if path.suffix in (".h5", ".hdf5"):
+    if path.suffix in (".h5", ".hdf5") and not options:
         yield from _describe_file(path, per_cell)
         return
-    sets = read_traces(path, frame_rate=frame_rate)
+    sets = read_traces(path, frame_rate=frame_rate, **options)
     if len(sets) == 1:
         yield f"{path}"
         yield from _describe(sets[0], noise_level_nu(sets[0].traces, sets[0].frame_rate),
