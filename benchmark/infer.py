@@ -151,22 +151,10 @@ def read_estimates(path: str | os.PathLike) -> list[Estimates]:
 
     CabenchError (one line) for a missing file or one that is not a cabench estimates file.
     """
-    import h5py
+    from cabench.traceset import open_h5
 
     path = Path(path)
-    if not path.is_file():
-        raise CabenchError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise CabenchError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT_NAME:
-            raise CabenchError(f"{path}: not a cabench estimates file (written by cabench infer)")
-        version = int(f.attrs.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            raise CabenchError(f"{path}: estimates format version {version} is newer than this "
-                               f"cabench understands ({FORMAT_VERSION}); upgrade cabench")
+    with open_h5(path, FORMAT_NAME, FORMAT_VERSION, "estimates") as f:
         if "recordings" not in f or not len(f["recordings"]):
             raise CabenchError(f"{path}: the estimates file holds no recordings")
         try:

@@ -261,24 +261,10 @@ class TraceSet:
         trials: slice | None = None,
     ) -> TraceSet:
         """Read a trace file, optionally only a slice of cells and/or trials."""
-        import h5py
-
         path = Path(path)
-        if not path.exists():
-            raise CabenchError(f"{path}: no such file")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as e:
-            raise CabenchError(f"{path}: not a readable HDF5 trace file ({e})") from None
-        with f:
-            if f.attrs.get("format") != FORMAT_NAME or "traces" not in f:
+        with open_h5(path, FORMAT_NAME, FORMAT_VERSION, "trace") as f:
+            if "traces" not in f:
                 raise CabenchError(f"{path}: not a cabench trace file")
-            version = int(f.attrs.get("format_version", 0))
-            if version > FORMAT_VERSION:
-                raise CabenchError(
-                    f"{path}: trace format version {version} is newer than this cabench "
-                    f"understands ({FORMAT_VERSION}); upgrade cabench"
-                )
             n_trials, n_cells, _ = f["traces"].shape
             tsl = trials if trials is not None else slice(None)
             csl = cells if cells is not None else slice(None)
@@ -361,6 +347,31 @@ def bin_spike_times(
         row[ok] * n_frames + idx[ok], minlength=n_cells * n_trials * n_frames
     ).astype(np.float32)
     return counts.reshape(n_cells, n_trials, n_frames).transpose(1, 0, 2).copy()
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike, format_name: str, format_version: int, kind: str
+            ) -> Iterator[Any]:
+    """Open a cabench HDF5 file for reading (an ``h5py.File``), after checking that it exists,
+    is HDF5 and carries ``format_name`` in a version this cabench reads (``kind`` names the
+    file kind in the one-line errors, e.g. "trace")."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise CabenchError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise CabenchError(f"{path}: not a readable HDF5 {kind} file ({e})") from None
+    with f:
+        if f.attrs.get("format") != format_name:
+            raise CabenchError(f"{path}: not a cabench {kind} file")
+        version = int(f.attrs.get("format_version", 0))
+        if version > format_version:
+            raise CabenchError(f"{path}: {kind} format version {version} is newer than this "
+                               f"cabench understands ({format_version}); upgrade cabench")
+        yield f
 
 
 @contextlib.contextmanager

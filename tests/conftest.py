@@ -14,3 +14,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def run():
+    """``run(*args)``: invoke the ``cabench`` command line in-process (CliRunner); arguments
+    are converted with ``str``."""
+    from click.testing import CliRunner
+
+    from cabench.cli import main
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args])

@@ -5,16 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from cabench import TraceSet
-from cabench.cli import main
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("cmd", [[], ["simulate"], ["info"], ["presets"]])

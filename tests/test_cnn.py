@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from scipy.signal import lfilter
 from test_readers import recording, write_cattached
 
@@ -39,7 +38,6 @@ from cabench.benchmark.learned.train import (
 from cabench.benchmark.methods import get_method, method_class
 from cabench.benchmark.methods.tools import integrate_back
 from cabench.benchmark.metrics import corr_25hz
-from cabench.cli import main
 from cabench.conditions import match_noise, resample
 from cabench.errors import CabenchError
 from cabench.simulators import simulate
@@ -373,12 +371,6 @@ def test_merged_model_predicts_the_mean_of_all_networks(model_folder, gt_sets, t
 
 
 # --- the command line -----------------------------------------------------------------------------
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
-
-
 def test_train_method_end_to_end(run, gt_folder, tmp_path):
     out = tmp_path / "model"
     args = ["train-method", "cnn", "--ground-truth", gt_folder, "--datasets", "DS01-*",

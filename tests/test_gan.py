@@ -9,10 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from cabench import TraceSet
-from cabench.cli import main
 from cabench.generators.calciumgan import (
     Critic,
     GanConfig,
@@ -41,12 +39,6 @@ def sim(tmp_path_factory):
     path = tmp_path_factory.mktemp("gan") / "sim.h5"
     ts.save(path)
     return path, ts
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
 def test_paper_sizes_and_tiny_shapes():

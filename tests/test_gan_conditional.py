@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from click.testing import CliRunner
 
 from cabench import TraceSet
-from cabench.cli import main
 from cabench.conditions import band_limit
 from cabench.errors import CabenchError
 from cabench.generators.calciumgan import gradient_penalty
@@ -85,12 +83,6 @@ def gt(tmp_path_factory) -> Path:
             recs = [_recording(rng, rate, 12.0, nan_at=100 if cell == 1 else None)]
             _write_cascade(root / name / f"cell_{cell}.mat", recs)
     return root
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
 def _train(gt, run_dir, steps, resume=False, **kw):

@@ -5,12 +5,10 @@ import dataclasses
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from scipy.ndimage import gaussian_filter1d
 
 from cabench.benchmark.infer import infer_file, read_estimates
 from cabench.benchmark.methods import get_method, method_class
-from cabench.cli import main
 from cabench.errors import CabenchError
 from cabench.simulators import simulate
 
@@ -22,12 +20,6 @@ def sim(tmp_path_factory):
     path = tmp_path_factory.mktemp("sim") / "sim.h5"
     ts.save(path)
     return ts, path
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
 def _smooth(x, frame_rate):
@@ -201,7 +193,7 @@ def test_read_estimates_refuses_other_files(sim, tmp_path):
     with pytest.raises(CabenchError, match="not a cabench estimates file"):
         read_estimates(path)  # a trace file
     (tmp_path / "bad.h5").write_bytes(b"garbage")
-    with pytest.raises(CabenchError, match="not a readable HDF5 file"):
+    with pytest.raises(CabenchError, match="not a readable HDF5 estimates file"):
         read_estimates(tmp_path / "bad.h5")
     with h5py.File(tmp_path / "empty.h5", "w") as f:
         f.attrs["format"] = "cabench-estimates"

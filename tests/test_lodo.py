@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from test_readers import recording, write_cattached
 
 from cabench.benchmark.lodo import (
@@ -17,7 +16,6 @@ from cabench.benchmark.lodo import (
     select_variants,
     summarise,
 )
-from cabench.cli import main
 from cabench.simulators import simulate
 
 PRESETS = ("GCaMP6f", "GCaMP6s", "jGCaMP8f")
@@ -38,12 +36,6 @@ def write_ground_truth(root: Path, recordings: int = 2) -> Path:
 @pytest.fixture(scope="module")
 def gt_folder(tmp_path_factory) -> Path:
     return write_ground_truth(tmp_path_factory.mktemp("gt"))
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
 def test_grid_variants_have_safe_unique_labels():
