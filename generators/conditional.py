@@ -48,32 +48,14 @@ import torch
 from torch import nn
 
 from cabench.errors import CabenchError
+from cabench.indicators import INDICATORS as KNOWN_INDICATORS
+from cabench.indicators import UNKNOWN, indicator_key
 
-UNKNOWN = "unknown"
 #: indicator names known to the model (CASCADE ground-truth folders and simulator presets)
-INDICATORS: tuple[str, ...] = (
-    UNKNOWN, "OGB-1", "Cal-520", "GCaMP5k", "GCaMP6f", "GCaMP6s", "jGCaMP7f", "jGCaMP8f",
-    "jGCaMP8m", "jGCaMP8s", "R-CaMP", "jRCaMP1a", "XCaMP-Gf",
-)
+INDICATORS: tuple[str, ...] = (UNKNOWN, *KNOWN_INDICATORS)
 #: nu (% Hz^-1/2) is clipped to this range before its log enters the networks
 NU_RANGE = (0.05, 50.0)
 _SOFTPLUS_ONE = float(np.log(np.e - 1))  # softplus(_SOFTPLUS_ONE) = 1
-
-
-def indicator_key(name: str) -> str:
-    """Spelling-insensitive key of an indicator name (``OGB1`` = ``OGB-1``, ``GCaMP8f`` =
-    ``jGCaMP8f``, ``XCaMPgf`` = ``XCaMP-Gf``)."""
-    key = (name or "").lower().replace("-", "").replace("_", "").replace(" ", "")
-    return key[1:] if key.startswith("jgcamp") else key
-
-
-def indicator_index(name: str | None, vocabulary: tuple[str, ...] | list[str]) -> int | None:
-    """Index of ``name`` in ``vocabulary`` (spelling-insensitive), None if it is not there."""
-    key = indicator_key(name or "")
-    for i, v in enumerate(vocabulary):
-        if key and key == indicator_key(v):
-            return i
-    return None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from cabench.errors import CabenchError
-from cabench.generators.conditional import UNKNOWN, indicator_index
+from cabench.indicators import UNKNOWN, indicator_index
 from cabench.noise_level import noise_level_nu
 from cabench.traceset import TraceSet
 

@@ -50,12 +50,10 @@ import torch
 from cabench.errors import CabenchError
 from cabench.generators.calciumgan import gradient_penalty, n_parameters
 from cabench.generators.conditional import (
-    UNKNOWN,
     ConditionalConfig,
     ConditionalGenerator,
     band_limit_windows,
     build_conditional,
-    indicator_index,
     noise_sd,
 )
 from cabench.generators.conditional_data import (
@@ -80,6 +78,7 @@ from cabench.generators.gan_train import (
     run_steps,
     step_generator,
 )
+from cabench.indicators import UNKNOWN, indicator_index
 from cabench.traceset import TraceSet
 
 KIND = "conditional"

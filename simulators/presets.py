@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+from cabench.indicators import indicator_key
+
 _LN2 = math.log(2.0)
 
 PRESETS: dict[str, dict] = {
@@ -77,16 +79,11 @@ def preset(name: str) -> dict:
     return p
 
 
-def _indicator_key(name: str) -> str:
-    key = name.lower().replace("-", "").replace("_", "")
-    return key[1:] if key.startswith("jgcamp") else key
-
-
 def preset_for_indicator(indicator: str) -> str | None:
     """The preset of an indicator named in data (``OGB1`` -> ``OGB-1``, ``GCaMP8f`` ->
     ``jGCaMP8f``; case, ``-``, ``_`` and the ``j`` of jGCaMP ignored), or None if none has it."""
-    key = _indicator_key(indicator or "")
+    key = indicator_key(indicator or "")
     for name, p in PRESETS.items():
-        if key and key in (_indicator_key(name), _indicator_key(p.get("indicator", ""))):
+        if key and key in (indicator_key(name), indicator_key(p.get("indicator", ""))):
             return name
     return None

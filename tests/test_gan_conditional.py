@@ -25,7 +25,6 @@ from cabench.generators.conditional import (
     ConditionalCritic,
     ConditionalGenerator,
     build_conditional,
-    indicator_index,
     slow_noise,
 )
 from cabench.generators.conditional_data import (
@@ -247,13 +246,6 @@ def test_gradient_penalty_known_value_and_per_window_gradients():
 
 
 # --- data ---------------------------------------------------------------------------------------
-def test_indicator_vocabulary():
-    assert INDICATORS[indicator_index("OGB1", INDICATORS)] == "OGB-1"
-    assert INDICATORS[indicator_index("GCaMP8f", INDICATORS)] == "jGCaMP8f"
-    assert INDICATORS[indicator_index("XCaMPgf", INDICATORS)] == "XCaMP-Gf"
-    assert indicator_index("", INDICATORS) is None and indicator_index("foo", INDICATORS) is None
-
-
 def test_pipeline_resamples_splits_and_holds_out_whole_datasets(gt):
     recs = load_recordings([gt])
     assert sorted({n for n, _ in recs}) == sorted(DATASETS)
