@@ -91,6 +91,12 @@ def _names(text):
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+def _noise_conditioning(noise, indicator):
+    """--indicator-conditioning implies --noise-conditioning unless --per-level was given (the
+    recipe then refuses the pair in one line)."""
+    return True if indicator and noise is None else noise
+
+
 @click.command("train-method", context_settings=CONTEXT)
 @click.argument("method")
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(),
@@ -115,6 +121,9 @@ def _names(text):
 @click.option("--noise-conditioning/--per-level", default=None,
               help="One ensemble fed the noise level (FiLM) instead of one per level "
                    "[default: per level].")
+@click.option("--indicator-conditioning", is_flag=True, default=None,
+              help="Also feed the networks each recording's indicator family (implies "
+                   "--noise-conditioning); the method then takes indicator=NAME.")
 @click.option("--ensemble-size", type=click.IntRange(1), default=None,
               help="Networks per ensemble [default: 5].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 20].")
@@ -140,7 +149,8 @@ def _names(text):
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing, noise_levels,
-                 time_scales, noise_conditioning, ensemble_size, epochs, max_samples, batch_size,
+                 time_scales, noise_conditioning, indicator_conditioning, ensemble_size, epochs,
+                 max_samples, batch_size,
                  segment, optimizer, learning_rate, val_fraction, seed, device, output, force,
                  quiet):
     """Train METHOD (cnn) on CASCADE ground truth and write a model folder.
@@ -173,8 +183,10 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
         frame_rate=frame_rate, smoothing_s=smoothing,
         noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
         time_scales=parse_time_scales(time_scales) if time_scales else None,
-        noise_conditioning=noise_conditioning, ensemble_size=ensemble_size, epochs=epochs,
-        max_samples=max_samples, batch_size=batch_size, segment=segment, optimizer=optimizer,
+        noise_conditioning=_noise_conditioning(noise_conditioning, indicator_conditioning),
+        indicator_conditioning=indicator_conditioning, ensemble_size=ensemble_size,
+        epochs=epochs, max_samples=max_samples, batch_size=batch_size, segment=segment,
+        optimizer=optimizer,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
     )
     from cabench.benchmark.learned.train import check_output, save_model, train_model
@@ -233,6 +245,9 @@ def _phase_progress(bar):
               help="Comma-separated dataset names or globs to include [default: all].")
 @click.option("--grid", "grid_name", type=click.Choice(["full", "small"]), default="full",
               help="Parameter grid of the model-based methods (cabench.benchmark.lodo).")
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None, metavar="TABLE",
+              help="Take the model-based rows from an earlier run's table.csv instead of "
+                   "running the grid (for ablations of the cnn recipe; only cnn runs).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 20].")
 @click.option("--max-samples", type=click.IntRange(1), default=None,
               help="Training samples per network and epoch at most [default: 5000000].")
@@ -247,6 +262,9 @@ def _phase_progress(bar):
 @click.option("--noise-conditioning/--per-level", default=None,
               help="One noise-conditioned ensemble instead of one per level "
                    "[default: per level].")
+@click.option("--indicator-conditioning", is_flag=True, default=None,
+              help="Also condition the fold models on the indicator family (implies "
+                   "--noise-conditioning).")
 @click.option("--ensemble-size", type=click.IntRange(1), default=None,
               help="Networks per ensemble [default: 5].")
 @click.option("--seed", type=int, default=None, help="Seed of the training [default: 0].")
@@ -256,9 +274,9 @@ def _phase_progress(bar):
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run cases on a dask.distributed cluster, e.g. tcp://host:8786.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
-def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_samples,
-         smoothing, noise_levels, time_scales, noise_conditioning, ensemble_size, seed, device,
-         jobs, scheduler, quiet):
+def lodo(ground_truth, output, models, train, datasets, grid_name, baseline, epochs,
+         max_samples, smoothing, noise_levels, time_scales, noise_conditioning,
+         indicator_conditioning, ensemble_size, seed, device, jobs, scheduler, quiet):
     """Leave-one-dataset-out: cnn trained without each dataset against tuned model-based
     methods on it, natively and at 30 Hz, nu 2.
 
@@ -293,7 +311,8 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
         recipe = Recipe().replace(
             noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
             time_scales=parse_time_scales(time_scales) if time_scales else None,
-            noise_conditioning=noise_conditioning, ensemble_size=ensemble_size,
+            noise_conditioning=_noise_conditioning(noise_conditioning, indicator_conditioning),
+            indicator_conditioning=indicator_conditioning, ensemble_size=ensemble_size,
             epochs=epochs, max_samples=max_samples, smoothing_s=smoothing, seed=seed)
         L.train_folds(folders, model_dir, recipe, device=device, say=say)
     held_out = [f.name for f in folders]
@@ -303,10 +322,12 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, epochs, max_s
         fold_models = L.model_folders(model_dir, held_out)
     grid = L.GRIDS[grid_name]
     n = len(L.grid_variants(grid))
-    say(f"{len(folders)} datasets x 2 conditions; {n} variants of {len(grid)} methods")
+    say(f"{len(folders)} datasets x 2 conditions; " + (f"model-based rows from {baseline}"
+        if baseline else f"{n} variants of {len(grid)} methods"))
     with progress_bar(None, "lodo", "case", quiet) as bar:
         table, summ = L.run_lodo(out, fold_models, folders, grid, jobs=jobs,
-                                 scheduler=scheduler, progress=_phase_progress(bar))
+                                 scheduler=scheduler, progress=_phase_progress(bar),
+                                 baseline=baseline)
     if not quiet:
         click.echo(L.summary_markdown(summ), file=sys.stdout)
         click.echo(f"tables in {out}/ (table.csv, summary.csv)")

@@ -24,9 +24,10 @@ group attributes               ``name`` (as ``run-suite`` names the recording), 
 =============================  ===================================================================
 
 Ground-truth spikes of the input are not copied: the file holds estimates only. Methods with an
-``indicator`` parameter get the recordings' indicator when a preset models it and all
-recordings agree (as in a suite), unless it is given. numpy's global generator is seeded with 0
-for each recording (some wrapped methods draw from it), so a run is reproducible.
+``indicator`` parameter get the recordings' indicator when the method knows it (a preset
+models it, for most) and all recordings agree (as in a suite), unless it is given. numpy's
+global generator is seeded with 0 for each recording (some wrapped methods draw from it), so a
+run is reproducible.
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ def infer_file(
     from cabench.benchmark.suite import on_clock, recording_names
     from cabench.cli import invocation
     from cabench.readers import read_traces
-    from cabench.simulators.presets import preset_for_indicator
     from cabench.traceset import atomic_path
 
     sets = read_traces(path, frame_rate=frame_rate, **options)
@@ -108,9 +108,9 @@ def infer_file(
     values = {k: cls.params[k].parse(k, v) if isinstance(v, str) and k in cls.params else v
               for k, v in params.items()}
     if "indicator" in cls.params and "indicator" not in values:
-        presets = {preset_for_indicator(ts.indicator) for ts in sets}
-        if len(presets) == 1 and None not in presets:
-            values["indicator"] = presets.pop()
+        found = {cls.indicator_value(ts.indicator) for ts in sets}
+        if len(found) == 1 and None not in found:
+            values["indicator"] = found.pop()
     m = get_method(method, **values)  # unknown parameters: CabenchError listing valid ones
     names = recording_names(sets)
     first = None

@@ -221,10 +221,13 @@ def run_lodo(
     jobs: int = 1,
     scheduler: Any = None,
     progress: Callable[[str, int, int], None] | None = None,
+    baseline: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the grid (one suite for all folds) and each fold's cnn, write the tables; returns
     (table, summary). ``models`` maps each held-out dataset name to its model folder;
-    ``progress(phase, done, total)`` is called after each case."""
+    ``progress(phase, done, total)`` is called after each case. ``baseline``: the
+    ``table.csv`` of an earlier run whose model-based rows are taken instead of running the
+    grid (e.g. for an ablation of the cnn recipe; the datasets must be in it)."""
     out = Path(out_dir)
     specs = datasets_at_conditions(datasets)
     variants = grid_variants(grid)
@@ -233,10 +236,14 @@ def run_lodo(
     def step(phase: str) -> Callable[[int, int, str, str], None]:
         return lambda done, total, _label, _status: progress and progress(phase, done, total)
 
-    scores = run_suite(Suite(specs, [m for _, m in variants], name="lodo-grid"), out / "grid",
-                       jobs=jobs, scheduler=scheduler, progress=step("grid"), figures=False)
-    board = _board(scores, specs, base)
     rows = []
+    if baseline is None:
+        scores = run_suite(Suite(specs, [m for _, m in variants], name="lodo-grid"),
+                           out / "grid", jobs=jobs, scheduler=scheduler, progress=step("grid"),
+                           figures=False)
+        board = _board(scores, specs, base)
+    else:
+        rows = _baseline_rows(baseline, [d.name for d in datasets])
     for d in datasets:
         fold = [s for s in specs if Path(s.path).name == d.name]
         cnn = MethodSpec("cnn", params={"model": str(models[d.name])}, label="cnn")
@@ -244,6 +251,8 @@ def run_lodo(
                        jobs=jobs, scheduler=scheduler, progress=step(d.name), figures=False)
         own = _board(fs, fold)
         rows += [_row(r, "cnn", {"model": str(models[d.name])}) for _, r in own.iterrows()]
+        if baseline is not None:
+            continue
         held = board[board["dataset"] == d.name]
         chosen = select_variants(board, d.name)
         for _, c in chosen.iterrows():
@@ -262,6 +271,23 @@ def run_lodo(
     _write_csv(out / "summary.csv", summ)
     _write_text(out / "summary.md", summary_markdown(summ))
     return table, summ
+
+
+def _baseline_rows(path: str | Path, held_out: list[str]) -> list[dict[str, Any]]:
+    """The model-based rows of an earlier ``table.csv`` for the ``held_out`` datasets."""
+    try:
+        t = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise CabenchError(f"{path}: cannot read the baseline table ({e})") from None
+    need = {"dataset", "condition", "method", "variant", "params", "n_cells", *TABLE_METRICS}
+    if not need <= set(t.columns):
+        raise CabenchError(f"{path}: not a lodo table.csv (missing columns "
+                           f"{', '.join(sorted(need - set(t.columns)))})")
+    missing = sorted(set(held_out) - set(t["dataset"]))
+    if missing:
+        raise CabenchError(f"{path}: the baseline table has no rows for {', '.join(missing)}")
+    t = t[t["dataset"].isin(held_out) & (t["method"] != "cnn")]
+    return t.drop(columns="rank", errors="ignore").to_dict("records")
 
 
 def _row(r: pd.Series, method: str, params: dict[str, Any], variant: str = "cnn"

@@ -56,8 +56,8 @@ better; see :mod:`cabench.benchmark.gan_datasets`); they have their own leaderbo
 ``resample`` and ``noise`` set a standard recording condition (:mod:`cabench.conditions`):
 each recording is resampled to the rate, then every cell gets Gaussian noise scaled by
 ``sqrt(dF/F + 1)`` until its noise level nu (% Hz^-1/2) is the target. Methods whose parameters
-include ``indicator`` get the recording's indicator when it names a preset (e.g. ``OGB1`` ->
-``OGB-1``) and the suite does not set it.
+include ``indicator`` get the recording's indicator when the suite does not set it, as the
+method reads it (:meth:`Method.indicator_value`; e.g. ``OGB1`` -> the preset ``OGB-1``).
 """
 
 from __future__ import annotations
@@ -615,13 +615,13 @@ def on_clock(times: np.ndarray, frame_rate: float, frame_times: np.ndarray) -> n
 def _method_params(spec: MethodSpec, ts: Any) -> dict[str, Any]:
     """The suite's parameters, plus the recording's indicator for indicator-aware methods."""
     from cabench.benchmark.methods import method_class
-    from cabench.simulators.presets import preset_for_indicator
 
     params = dict(spec.params)
-    if "indicator" in method_class(spec.name).params and "indicator" not in params:
-        preset = preset_for_indicator(ts.indicator)
-        if preset is not None:
-            params["indicator"] = preset
+    cls = method_class(spec.name)
+    if "indicator" in cls.params and "indicator" not in params:
+        value = cls.indicator_value(ts.indicator)
+        if value is not None:
+            params["indicator"] = value
     return params
 
 

@@ -7,6 +7,7 @@ simulations written in the CASCADE format, so the file runs in seconds on a busy
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -104,22 +105,47 @@ def test_default_architecture_has_the_published_size():
     assert Recipe(noise_conditioning=True).n_networks == 5
 
 
-@pytest.mark.parametrize("conditioned", [False, True])
+FAMILIES = ("unknown", "GCaMP6f", "OGB-1")
+
+
+@pytest.mark.parametrize("conditioned", ["", "nu", "nu+indicator"])
 def test_sliding_evaluation_equals_window_by_window(conditioned):
-    r = Recipe(noise_conditioning=conditioned)
+    r = Recipe(noise_conditioning=bool(conditioned),
+               indicator_conditioning="indicator" in conditioned,
+               families=FAMILIES if "indicator" in conditioned else ())
     net = CascadeNet(r)
+    assert sum(p.numel() for p in net.parameters()) == r.n_parameters()
     gen = torch.Generator().manual_seed(0)
     init_weights(net, gen)
     if conditioned:  # make FiLM matter
         torch.nn.init.normal_(net.film.out.weight, std=0.3, generator=gen)
     x = torch.randn(3, 300, generator=gen) * 0.2
     nu = torch.tensor([1.0, 3.0, 8.0])
+    family = torch.tensor([0, 2, 1])
     windows = x.unfold(1, r.window, 1)  # (3, 237, 64)
-    one_by_one = net(windows.reshape(-1, r.window), nu.repeat_interleave(windows.shape[1]))
+    n = windows.shape[1]
+    one_by_one = net(windows.reshape(-1, r.window), nu.repeat_interleave(n),
+                     family.repeat_interleave(n))
     with torch.inference_mode():
-        together = net.sliding(x, nu)
+        together = net.sliding(x, nu, family)
+        other = net.sliding(x, nu, torch.tensor([1, 0, 2]))
     np.testing.assert_allclose(together.numpy(), one_by_one.reshape(3, -1).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
+    assert np.allclose(together.numpy(), other.numpy()) == ("indicator" not in conditioned)
+
+
+def test_indicator_conditioning_recipe():
+    r = Recipe(noise_conditioning=True, indicator_conditioning=True, families=FAMILIES)
+    assert r.condition_size == 4 and Recipe.from_dict(r.to_dict()) == r
+    assert r.n_parameters() == Recipe(noise_conditioning=True).n_parameters() + 3 * 16
+    for bad, message in ((dict(noise_conditioning=False), "needs noise_conditioning"),
+                         (dict(families=("GCaMP6f", "unknown")), "families"),
+                         (dict(families=("unknown", "OGB-1", "OGB-1")), "families"),
+                         (dict(indicator_dropout=1.5), "indicator_dropout")):
+        with pytest.raises(CabenchError, match=message):
+            Recipe(**{**r.to_dict(), **bad})
+    with pytest.raises(CabenchError, match="families"):
+        Recipe(families=FAMILIES)  # without indicator conditioning
 
 
 def test_recipe_validation_and_noise_levels():
@@ -194,6 +220,55 @@ def test_learned_timing_is_exact_and_shifts_with_the_trace(kernel_model):
                                    atol=1e-6)
 
 
+def _peak_offsets(est: np.ndarray, test: TraceSet) -> np.ndarray:
+    """Frame of the estimate's peak within 3 frames of each true spike, relative to it."""
+    return np.array([int(np.argmax(est[c, k - 3 : k + 7])) - 3 for c in range(len(est))
+                     for k in np.round(test.spikes(0, c) * FR).astype(int)])
+
+
+def test_indicator_conditioning_learns_each_familys_timing(tmp_path):
+    """Two datasets of the same traces whose spikes, by indicator, sit on the transient's first
+    frame (GCaMP6f) or 3 frames later (OGB-1): only the indicator tells them apart."""
+    sets = []
+    for seed in range(4):
+        ts = _kernel_set(seed)
+        sets.append(dataclasses.replace(ts, indicator="GCaMP6f", params={"dataset": "early"}))
+        ts = _kernel_set(seed + 10)
+        sets.append(dataclasses.replace(ts, indicator="OGB1", params={"dataset": "late"},
+                                        spike_times=ts.spike_times + 3 / FR))
+    recipe = TINY.replace(smoothing_s=0.0, epochs=6, max_samples=6000, val_fraction=0.0,
+                          seed=3, noise_conditioning=True, indicator_conditioning=True)
+    model, record, curve = train_model(sets, recipe, device="cpu")
+    assert model.recipe.families == ("unknown", "GCaMP6f", "OGB-1")
+    folder = save_model(model, tmp_path / "ind", record, curve)
+    test, _ = match_noise(_kernel_set(99), 1.0, seed=5)
+    offsets = {}
+    for indicator in ("GCaMP6f", "OGB-1", None):
+        m = get_method("cnn", model=str(folder), indicator=indicator)
+        r = m.infer(test.traces, FR)
+        offsets[indicator] = _peak_offsets(r.estimate[0], test)
+        assert r.params["family"] == (indicator or "unknown")
+    assert np.mean(offsets["GCaMP6f"] == 0) >= 0.9, np.bincount(offsets["GCaMP6f"] + 3)
+    assert np.mean(offsets["OGB-1"] == 3) >= 0.9, np.bincount(offsets["OGB-1"] + 3)
+    # an indicator of a family the model has not seen: unknown, with a warning
+    r = get_method("cnn", model=str(folder), indicator="jGCaMP8f").infer(test.traces, FR)
+    assert r.params["family"] == "unknown" and any("jGCaMP8" in w for w in r.warnings)
+    np.testing.assert_array_equal(
+        r.estimate, get_method("cnn", model=str(folder)).infer(test.traces, FR).estimate)
+
+
+def test_samples_carry_the_family_of_their_recording():
+    recipe = TINY.replace(noise_levels=(0.5,), noise_conditioning=True,
+                          indicator_conditioning=True, families=("unknown", "OGB-1"))
+    small = dataclasses.replace(_step_set("small", 300), indicator="OGB1")
+    recs = prepare([small, _step_set("big", 3000, cells=3, seed=1)], recipe)
+    assert [r.family for r in recs] == ["OGB-1", "unknown"]
+    s = build_samples(recs, recipe, (0.5,), 4000, seed=7)
+    small_part = s.start < 7 * (300 + recipe.window - 1 + (-300) % recipe.segment)  # 7 replicas
+    assert (s.family[small_part] == 1).all() and (s.family[~small_part] == 0).all()
+    assert small_part.any() and (~small_part).any()
+
+
 def test_pieces_and_batches_do_not_change_the_prediction(kernel_model):
     x = _kernel_set(98).traces[0].astype(np.float32)
     rows = [x[0, :37], x[1, :250], x[2, :1001], x[3]]
@@ -238,7 +313,7 @@ def test_samples_are_centred_balanced_capped_and_reproducible(segment):
     assert s.x.size == s.y.size == s.w.size < 2 * (3 * 3000 + 7 * 300 + 10 * padded)
     # the window of the spike's frame has the step exactly at its frame `before`
     batches = SegmentBatches(s, recipe, torch.device("cpu"))
-    inputs, y, w, nu = batches.get(torch.arange(s.n))
+    inputs, y, w, nu, family = batches.get(torch.arange(s.n))
     seg_i, frame_i = torch.nonzero((y == 1.0) & (w > 0), as_tuple=True)
     assert len(seg_i) > 0 and (nu == 0.5).all()
     b = recipe.before

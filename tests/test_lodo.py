@@ -112,6 +112,12 @@ def test_lodo_end_to_end(run, gt_folder, tmp_path):
     assert res.exit_code == 0, res.output
     assert "model exists, kept" in res.output and "cnn best on" in res.output
     pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), table)
+    # the model-based rows of that table instead of the grid: the same table, no grid run
+    res = run("lodo", "--ground-truth", gt_folder, "-o", tmp_path / "again", "--models",
+              out / "models", "--baseline", out / "table.csv", "-q")
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "again" / "grid").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "table.csv"), table)
     # two runs' fold models merged: an ensemble of two equal networks scores as one
     res = run("lodo", "--ground-truth", gt_folder, "-o", tmp_path / "merged", "--grid", "small",
               "--models", f"{out / 'models'},{out / 'models'}", "-q")
@@ -145,6 +151,7 @@ def test_lodo_end_to_end(run, gt_folder, tmp_path):
     ("missing-model", "no model folder for fold(s) DS02-GCaMP6s-sim"),
     ("no-models", "--models"),
     ("train-two-models", "--train takes at most one --models folder"),
+    ("baseline-without-dataset", "the baseline table has no rows for DS02-GCaMP6s-sim"),
 ])
 def test_lodo_errors_are_one_line(run, gt_folder, tmp_path, change, message):
     models = tmp_path / "models"
@@ -159,6 +166,14 @@ def test_lodo_errors_are_one_line(run, gt_folder, tmp_path, change, message):
     if change == "train-two-models":
         args[-1] = f"{models},{models}"
         args.append("--train")
+    if change == "baseline-without-dataset":
+        (models / "DS02-GCaMP6s-sim").mkdir()
+        (models / "DS02-GCaMP6s-sim" / "config.json").write_text("{}")
+        pd.DataFrame([dict(dataset=d, condition="native", method="wiener-tuned", variant="w",
+                           params="{}", n_cells=1, corr_25hz=0.5, corr_smoothed=0.5, error=1.0,
+                           bias=0.0) for d in ("DS01-GCaMP6f-sim", "DS03-jGCaMP8f-sim")]
+                     ).to_csv(tmp_path / "t.csv", index=False)
+        args += ["--baseline", tmp_path / "t.csv"]
     res = run(*args, "-q")
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
     assert message in res.output, res.output

@@ -45,6 +45,7 @@ from scipy.ndimage import gaussian_filter1d
 from cabench.benchmark.learned.recipe import Recipe
 from cabench.conditions import NU_TOLERANCE, match_noise, resample
 from cabench.errors import CabenchError
+from cabench.indicators import UNKNOWN, indicator_family
 from cabench.noise_level import noise_level_nu
 from cabench.traceset import TraceSet
 
@@ -59,6 +60,7 @@ class Recording:
     target: np.ndarray  # float32 (trials, cells, frames), expected spikes per frame
     valid: np.ndarray  # bool (trials, cells, frames): frames that were finite
     nu: np.ndarray  # noise level per cell before any noise is added (NaN: unusable)
+    family: str = UNKNOWN  # indicator family (cabench.indicators.indicator_family)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Samples:
     #                targets, equal total weight per dataset and level
     start: np.ndarray  # int64 (n,), position in x of the first target frame of each segment
     nu: np.ndarray  # float32 (n,), the noise level of each segment's trace
+    family: np.ndarray  # int64 (n,), each segment's index into recipe.families (0: unknown)
     counts: dict[str, int] = field(default_factory=dict)  # target frames per dataset
 
     @property
@@ -102,11 +105,13 @@ def prepare(tracesets: list[TraceSet], recipe: Recipe) -> list[Recording]:
     for i, ts in enumerate(tracesets):
         if not ts.has_spikes:
             raise CabenchError("training needs ground-truth spikes: a TraceSet has none")
-        out.append(_recording(ts, recording_name(ts, i), dataset_of(ts, i), recipe))
+        out.append(_recording(ts, recording_name(ts, i), dataset_of(ts, i), recipe,
+                              indicator_family(ts.indicator)))
     return out
 
 
-def _recording(ts: TraceSet, name: str, dataset: str, recipe: Recipe) -> Recording:
+def _recording(ts: TraceSet, name: str, dataset: str, recipe: Recipe,
+               family: str = UNKNOWN) -> Recording:
     r = resample(ts, recipe.frame_rate)
     traces = r.traces.astype(np.float32)
     valid = np.isfinite(traces)
@@ -128,7 +133,7 @@ def _recording(ts: TraceSet, name: str, dataset: str, recipe: Recipe) -> Recordi
     nu[~valid.any(axis=(0, 2))] = np.nan
     return Recording(name=name, dataset=dataset,
                      ts=dataclasses.replace(r, traces=traces, calcium=None), target=target,
-                     valid=valid, nu=nu)
+                     valid=valid, nu=nu, family=family)
 
 
 def time_scaled(recordings: list[Recording], recipe: Recipe) -> list[Recording]:
@@ -139,7 +144,8 @@ def time_scaled(recordings: list[Recording], recipe: Recipe) -> list[Recording]:
     times higher and every spike time divided by ``s``, then it is resampled to the model rate
     again, so indicator rise and decay times and inter-spike intervals shrink by ``s`` while
     amplitudes per spike stay. The copy keeps its dataset (the dataset's share of the samples
-    does not grow) and is named ``<name>@x<s>``. NaN frames stay NaN.
+    does not grow) and is named ``<name>@x<s>``; its indicator family is unknown (its kinetics
+    are no longer the indicator's). NaN frames stay NaN.
     """
     out = list(recordings)
     for s in recipe.time_scales:
@@ -173,7 +179,8 @@ def build_samples(
     in segments of ``recipe.segment`` frames (see the module docstring).
 
     ``seed``: an int or a sequence of ints (the entropy of every generator used). ``replicas``
-    False: one noisy copy per recording and level (validation).
+    False: one noisy copy per recording and level (validation). Each segment's family is
+    its recording's index in ``recipe.families`` (0, unknown, if it is not there).
     """
     before, after, seg = recipe.before, recipe.after, recipe.segment
     entropy = [int(v) for v in np.atleast_1d(seed)]
@@ -183,6 +190,7 @@ def build_samples(
     ys: list[np.ndarray] = []
     starts: list[np.ndarray] = []
     nus: list[np.ndarray] = []
+    fams: list[np.ndarray] = []
     weighted: list[tuple[np.ndarray, float]] = []  # (positions, weight) of chosen targets
     counts: dict[str, int] = {}
     offset = 0
@@ -198,6 +206,7 @@ def build_samples(
             continue
         quota = per_level / len(frames)
         pools: dict[str, list[np.ndarray]] = {d: [] for d in frames}  # segment starts
+        pool_fams: dict[str, list[np.ndarray]] = {d: [] for d in frames}
         base, valid = offset, []  # the frames of this level's traces that may be targets
         for ri, r in enumerate(recordings):
             if r.dataset not in frames or not ok[ri].any():
@@ -207,6 +216,7 @@ def build_samples(
                 n_rep = int(min(max(math.ceil(quota / frames[r.dataset]), 1),
                                 recipe.max_replicas))
             tail = after + (-r.ts.n_frames) % seg
+            fam = recipe.families.index(r.family) if r.family in recipe.families else 0
             for k in range(n_rep):
                 seq = np.random.SeedSequence([*entropy, li, ri, k])
                 noisy, report = match_noise(r.ts, level, seed=seq)
@@ -220,10 +230,11 @@ def build_samples(
                         ys.append(np.pad(r.target[t, c], (before, tail)))
                         valid.append(np.pad(r.valid[t, c], (before, tail)))
                         pools[r.dataset].append(offset + before + np.arange(0, x.size, seg))
+                        pool_fams[r.dataset].append(np.full(pools[r.dataset][-1].size, fam))
                         offset += x.size + before + tail
         is_valid = np.concatenate(valid) if valid else np.zeros(0, bool)
         for d, parts in pools.items():
-            pool = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            pool = np.concatenate(parts) if parts else np.zeros(0, np.int64)  # ascending
             order = choose_rng.permutation(pool)  # segments in a random order
             targets = is_valid[order[:, None] - base + np.arange(seg)]  # (segments, seg)
             per_segment = np.cumsum(targets.sum(axis=1))
@@ -235,10 +246,11 @@ def build_samples(
             weighted.append((pos, quota / take))
             starts.append(np.sort(order[:used]))
             nus.append(np.full(used, level, np.float32))
+            fams.append(np.concatenate(pool_fams[d])[np.searchsorted(pool, starts[-1])])
             counts[d] = counts.get(d, 0) + take
     if not starts:
         return Samples(*(np.zeros(0, np.float32) for _ in range(3)), np.zeros(0, np.int64),
-                       np.zeros(0, np.float32), {})
+                       np.zeros(0, np.float32), np.zeros(0, np.int64), {})
     x = np.concatenate(xs).astype(np.float32)
     w = np.zeros(x.size, np.float32)
     for pos, weight in weighted:
@@ -246,7 +258,7 @@ def build_samples(
     w /= w[w > 0].mean()
     return Samples(x=x, y=np.concatenate(ys).astype(np.float32), w=w,
                    start=np.concatenate(starts).astype(np.int64), nu=np.concatenate(nus),
-                   counts=counts)
+                   family=np.concatenate(fams), counts=counts)
 
 
 def split_recordings(recordings: list[Recording], fraction: float, rng: np.random.Generator

@@ -15,7 +15,8 @@ at about 1/13 of the cost (34 k instead of 440 k multiply-adds per frame), becau
 windows share their convolutions. Training uses it too, on segments of consecutive target
 frames (``recipe.segment``).
 
-FiLM (``recipe.noise_conditioning``): a small network maps log nu to a scale ``1 + g`` and a
+FiLM (``recipe.noise_conditioning``): a small network maps log nu (and, with
+``recipe.indicator_conditioning``, the one-hot indicator family) to a scale ``1 + g`` and a
 shift ``b`` per channel of each convolution; its output layer starts at zero, so an untrained
 conditioned network starts as the plain one.
 """
@@ -34,17 +35,25 @@ from cabench.benchmark.learned.recipe import Recipe
 
 
 class FiLM(nn.Module):
-    """log nu -> per-channel (scale, shift) for each convolution layer."""
+    """(log nu, one-hot family) -> per-channel (scale, shift) for each convolution layer."""
 
-    def __init__(self, channels: tuple[int, ...], hidden: int) -> None:
+    def __init__(self, channels: tuple[int, ...], hidden: int, families: int = 0) -> None:
         super().__init__()
         self.channels = tuple(channels)
-        self.hidden = nn.Linear(1, hidden)
+        self.families = families
+        self.hidden = nn.Linear(1 + families, hidden)
         self.out = nn.Linear(hidden, 2 * sum(channels))
 
-    def forward(self, nu: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``nu`` ``(B,)`` -> per layer ``(scale, shift)``, each ``(B, channels, 1)``."""
-        h = torch.tanh(self.hidden(torch.log(nu.clamp_min(1e-3))[:, None]))
+    def forward(self, nu: torch.Tensor, family: torch.Tensor | None = None
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``nu`` ``(B,)`` and ``family`` ``(B,)`` (indices, None: all 0, i.e. unknown) -> per
+        layer ``(scale, shift)``, each ``(B, channels, 1)``."""
+        z = torch.log(nu.clamp_min(1e-3))[:, None]
+        if self.families:
+            if family is None:
+                family = torch.zeros(nu.shape, dtype=torch.long, device=nu.device)
+            z = torch.cat([z, F.one_hot(family.long(), self.families).to(z.dtype)], dim=1)
+        h = torch.tanh(self.hidden(z))
         p = self.out(h)
         out, i = [], 0
         for c in self.channels:  # scale 1 + g, shift b
@@ -64,27 +73,34 @@ class CascadeNet(nn.Module):
         self.conv3 = nn.Conv1d(f2, f3, k3)
         self.dense = nn.Conv1d(f3, recipe.dense, 1)  # dense(d) on each time step
         self.out = nn.Conv1d(recipe.dense, 1, recipe.steps)  # flatten -> dense(1)
-        self.film = FiLM((f1, f2, f3), recipe.film_hidden) if recipe.noise_conditioning else None
+        self.film = FiLM((f1, f2, f3), recipe.film_hidden, recipe.condition_size - 1) \
+            if recipe.noise_conditioning else None
         self.window = recipe.window
         self.receptive_field = recipe.receptive_field
 
-    def _film(self, nu: torch.Tensor | None, like: torch.Tensor) -> list:
+    def _film(self, nu: torch.Tensor | None, family: torch.Tensor | None,
+              like: torch.Tensor) -> list:
         if self.film is None:
             return [(None, None)] * 3
         if nu is None:
             raise ValueError("a noise-conditioned network needs nu")
-        return self.film(nu.to(device=like.device, dtype=torch.float32))
+        if family is not None:
+            family = family.to(like.device)
+        return self.film(nu.to(device=like.device, dtype=torch.float32), family)
 
-    def forward(self, windows: torch.Tensor, nu: torch.Tensor | None = None) -> torch.Tensor:
-        """Expected spikes in the target frame of each window: ``(B, window)`` -> ``(B,)``."""
-        film = self._film(nu, windows)
+    def forward(self, windows: torch.Tensor, nu: torch.Tensor | None = None,
+                family: torch.Tensor | None = None) -> torch.Tensor:
+        """Expected spikes in the target frame of each window: ``(B, window)`` -> ``(B,)``;
+        ``nu`` and ``family`` (index into ``recipe.families``) per window, for FiLM."""
+        film = self._film(nu, family, windows)
         h = _act(self.conv1(windows[:, None, :]), film[0])
         h = F.max_pool1d(_act(self.conv2(h), film[1]), 2)
         h = F.max_pool1d(_act(self.conv3(h), film[2]), 2)
         h = F.relu(self.dense(h))
         return self.out(h)[:, 0, 0]
 
-    def sliding(self, x: torch.Tensor, nu: torch.Tensor | None = None) -> torch.Tensor:
+    def sliding(self, x: torch.Tensor, nu: torch.Tensor | None = None,
+                family: torch.Tensor | None = None) -> torch.Tensor:
         """Every window of ``x`` ``(B, L)`` at once: ``(B, L - receptive_field + 1)``; output
         ``j`` is :meth:`forward` of the window starting at frame ``j``.
 
@@ -92,7 +108,7 @@ class CascadeNet(nn.Module):
         channels-last layout, which oneDNN executes 2-3 times faster on CPUs than the 1-D ones.
         """
         film = [(None, None) if s is None else (s[..., None], b[..., None])
-                for s, b in self._film(nu, x)]
+                for s, b in self._film(nu, family, x)]
 
         def conv(layer: nn.Conv1d, h: torch.Tensor, dilation: int = 1) -> torch.Tensor:
             w = layer.weight[:, :, None, :].contiguous(memory_format=torch.channels_last)
@@ -162,6 +178,7 @@ class CnnModel(nn.Module):
         self,
         rows: list[np.ndarray],
         nu: np.ndarray,
+        family: np.ndarray | None = None,
         device: torch.device | str = "cpu",
         batch_frames: int = 32768,
         piece: int = 4096,
@@ -170,7 +187,8 @@ class CnnModel(nn.Module):
         """Expected spikes per frame (at the model's rate, before clipping) of each 1-D row.
 
         ``rows``: finite float dF/F traces at ``recipe.frame_rate``; ``nu``: their noise levels
-        (picks the ensemble, or conditions the networks, clipped to the trained range). Rows
+        (picks the ensemble, or conditions the networks, clipped to the trained range);
+        ``family``: each row's index into ``recipe.families`` (None: all unknown). Rows
         are cut into pieces of equal length, at most ``piece`` target frames (the longest row
         in as few as possible), each with the window's context (edge values beyond the ends),
         and ``batch_frames`` target frames go through each forward pass, so memory is bounded
@@ -181,6 +199,7 @@ class CnnModel(nn.Module):
         self.to(dev).eval()
         nu = np.clip(np.asarray(nu, np.float64), min(r.noise_levels), max(r.noise_levels))
         group = self.group_of(nu)
+        family = np.zeros(len(rows), np.int64) if family is None else np.asarray(family)
         lengths = np.array([len(y) for y in rows])
         out = [np.zeros(n, np.float32) for n in lengths]
         if not len(rows):
@@ -198,9 +217,10 @@ class CnnModel(nn.Module):
                               for i, s in batch]).astype(np.float32)
                 xt = torch.from_numpy(x).to(dev)
                 nut = torch.tensor([nu[i] for i, _ in batch], dtype=torch.float32, device=dev)
+                fam = torch.tensor([family[i] for i, _ in batch], dtype=torch.long, device=dev)
                 acc = None
                 for net in nets:
-                    y = net.sliding(xt, nut)[:, :c]
+                    y = net.sliding(xt, nut, fam)[:, :c]
                     acc = y if acc is None else acc + y
                 est = (acc / len(nets)).float().cpu().numpy()
                 for (i, s), e in zip(batch, est, strict=True):

@@ -17,6 +17,12 @@ epoch took 7.5 s instead of 50 s and the validation loss was 0.061 instead of 0.
 the noise level: FiLM (a per-channel scale and shift of every convolution's output, computed by
 a small network from log nu) trained on all levels at once. A constant extra input channel would
 be weaker: through unpadded convolutions it only adds a bias, linear in nu, to the first layer.
+
+``indicator_conditioning=True`` (with noise conditioning) also feeds FiLM the indicator family
+of the recording (:func:`cabench.indicators.indicator_family`, one-hot over ``families``, which
+training fills with the families of its data after ``unknown``). During training each batch
+sample's family is replaced by ``unknown`` with probability ``indicator_dropout``, so the same
+networks also serve recordings of an unknown or unseen indicator.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cabench.errors import CabenchError
+from cabench.indicators import UNKNOWN
 
 OPTIMIZERS = ("adagrad", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,7 +49,8 @@ class Recipe:
     ``filters`` and ``kernels`` (no padding), max-pool 2 after the second and third, a dense
     layer of ``dense`` units applied per remaining time step, then one linear output: expected
     spikes in the target frame. ``film_hidden`` units map log nu to the FiLM scales and shifts
-    when ``noise_conditioning``.
+    when ``noise_conditioning``; with ``indicator_conditioning`` they also see the one-hot
+    indicator family (``families``: the vocabulary, ``unknown`` first; empty until trained).
 
     Data: ground truth resampled to ``frame_rate`` (Hz), noise added up to each of
     ``noise_levels`` (nu, % Hz^-1/2), targets smoothed with a Gaussian of SD ``smoothing_s``
@@ -68,6 +76,9 @@ class Recipe:
     dense: int = 10
     noise_conditioning: bool = False
     film_hidden: int = 16
+    indicator_conditioning: bool = False
+    indicator_dropout: float = 0.25
+    families: tuple[str, ...] = ()
     frame_rate: float = 30.0
     smoothing_s: float = 0.05
     noise_levels: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
@@ -90,6 +101,7 @@ class Recipe:
                            tuple(sorted({float(v) for v in self.noise_levels})))
         object.__setattr__(self, "time_scales",
                            tuple(sorted({float(v) for v in self.time_scales})))
+        object.__setattr__(self, "families", tuple(str(v) for v in self.families))
         self._check()
 
     # --- validation ------------------------------------------------------------------------
@@ -125,6 +137,16 @@ class Recipe:
                                                   for v in self.time_scales):
             raise CabenchError(f"recipe: time_scales must be positive numbers including 1, got "
                                f"{list(self.time_scales)}")
+        if self.indicator_conditioning and not self.noise_conditioning:
+            raise CabenchError("recipe: indicator_conditioning needs noise_conditioning (both "
+                               "enter the networks through FiLM)")
+        if not 0 <= self.indicator_dropout <= 1:
+            raise CabenchError(f"recipe: indicator_dropout must be in [0, 1], got "
+                               f"{self.indicator_dropout}")
+        if self.families and (not self.indicator_conditioning or self.families[0] != UNKNOWN
+                              or len(set(self.families)) != len(self.families)):
+            raise CabenchError(f"recipe: families must be distinct, start with {UNKNOWN!r} and "
+                               f"need indicator_conditioning, got {list(self.families)}")
         if self.optimizer not in OPTIMIZERS:
             raise CabenchError(f"recipe: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
                                f"{self.optimizer!r}")
@@ -170,8 +192,13 @@ class Recipe:
         n += f3 * self.dense + self.dense + self.dense * self.steps + 1
         if self.noise_conditioning:
             h = self.film_hidden
-            n += 2 * h + h * 2 * (f1 + f2 + f3) + 2 * (f1 + f2 + f3)
+            n += (self.condition_size + 1) * h + h * 2 * (f1 + f2 + f3) + 2 * (f1 + f2 + f3)
         return n
+
+    @property
+    def condition_size(self) -> int:
+        """Inputs of the FiLM network: log nu, plus the one-hot family if conditioned on it."""
+        return 1 + (len(self.families) if self.indicator_conditioning else 0)
 
     @property
     def n_networks(self) -> int:
@@ -192,6 +219,7 @@ class Recipe:
         d["filters"], d["kernels"] = list(self.filters), list(self.kernels)
         d["noise_levels"] = list(self.noise_levels)
         d["time_scales"] = list(self.time_scales)
+        d["families"] = list(self.families)
         return d
 
     @classmethod

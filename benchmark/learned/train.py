@@ -50,6 +50,7 @@ from cabench.benchmark.learned.model import CascadeNet, CnnModel, init_weights
 from cabench.benchmark.learned.recipe import Recipe
 from cabench.errors import CabenchError
 from cabench.folder_config import read_folder_config
+from cabench.indicators import UNKNOWN
 from cabench.traceset import TraceSet
 
 FORMAT = "cabench-cnn"
@@ -88,22 +89,23 @@ class SegmentBatches:
         self.w = w.unfold(0, recipe.segment, 1)
         self.start = torch.from_numpy(samples.start).to(device)
         self.nu = torch.from_numpy(samples.nu).to(device)
+        self.family = torch.from_numpy(samples.family).to(device)
         self.before = recipe.before
         self.n = samples.n
 
     def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """For segments ``idx``: inputs ``(B, segment + window - 1)``, targets and weights
-        ``(B, segment)`` and noise levels ``(B,)``."""
+        ``(B, segment)``, noise levels and indicator families ``(B,)``."""
         s = self.start[idx]
-        return self.inputs[s - self.before], self.y[s], self.w[s], self.nu[idx]
+        return self.inputs[s - self.before], self.y[s], self.w[s], self.nu[idx], self.family[idx]
 
 
 def _loss(net: CascadeNet, batch: tuple[torch.Tensor, ...], device: torch.device
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Weighted squared error summed over the batch's target frames, their number)."""
-    inputs, y, w, nu = batch
+    inputs, y, w, nu, family = batch
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pred = net.sliding(inputs, nu)
+        pred = net.sliding(inputs, nu, family)
     return (w * (pred.float() - y) ** 2).sum(), (w > 0).sum()
 
 
@@ -151,7 +153,11 @@ def fit_network(
         total = torch.zeros((), device=device)
         count = torch.zeros((), device=device)
         for b in range(0, train.n, bs):
-            err, n = _loss(net, train.get(perm[b : b + bs]), device)
+            batch = train.get(perm[b : b + bs])
+            if recipe.indicator_conditioning and recipe.indicator_dropout > 0:
+                drop = torch.rand(batch[4].shape, generator=generator) < recipe.indicator_dropout
+                batch = (*batch[:4], batch[4].masked_fill(drop.to(device), 0))
+            err, n = _loss(net, batch, device)
             opt.zero_grad(set_to_none=True)
             (err / n.clamp_min(1)).backward()
             opt.step()
@@ -212,6 +218,10 @@ def train_model(
     if dropped:
         say(f"noise level(s) {dropped} left out: no training cell is that clean")
         recipe = recipe.replace(noise_levels=levels)
+    if recipe.indicator_conditioning:
+        seen = sorted({r.family for r in train_recs} - {UNKNOWN})
+        recipe = recipe.replace(families=(UNKNOWN, *seen))
+        say(f"indicator families: {', '.join(seen) or 'none'}")
     model = CnnModel(recipe)
     data_entropy = [int(v) for v in data_seq.generate_state(2)]
     net_seeds = net_seq.generate_state(recipe.n_networks, dtype=np.uint64)
@@ -286,6 +296,7 @@ def _versions() -> dict[str, str]:
 def model_config(model: CnnModel, record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``config.json`` content of a model."""
     r = model.recipe
+    film_input = "log nu, indicator family" if r.indicator_conditioning else "log nu"
     return dict(
         format=FORMAT,
         format_version=FORMAT_VERSION,
@@ -295,7 +306,7 @@ def model_config(model: CnnModel, record: dict[str, Any] | None = None) -> dict[
             layers=(f"conv({r.filters[0]}, k{r.kernels[0]}) -> conv({r.filters[1]}, "
                     f"k{r.kernels[1]}) -> maxpool 2 -> conv({r.filters[2]}, k{r.kernels[2]}) -> "
                     f"maxpool 2 -> dense({r.dense} per step, {r.steps} steps) -> flatten -> "
-                    "dense(1); ReLU; " + ("FiLM(log nu) after each convolution"
+                    "dense(1); ReLU; " + (f"FiLM({film_input}) after each convolution"
                                          if r.noise_conditioning else "no noise input")),
             window=r.window,
             target_index=r.before,

@@ -298,6 +298,15 @@ class Method:
             return ""
 
     @classmethod
+    def indicator_value(cls, indicator: str) -> str | None:
+        """The value of the method's ``indicator`` parameter for recordings whose indicator is
+        named ``indicator`` in the data (None: leave the parameter at its default). By default
+        the simulator preset of that indicator (``OGB1`` -> ``OGB-1``), if there is one."""
+        from cabench.simulators.presets import preset_for_indicator
+
+        return preset_for_indicator(indicator)
+
+    @classmethod
     def param_table(cls) -> list[dict[str, Any]]:
         """One row per parameter: name, type, default, range, unit, description."""
         return [p.row(k) for k, p in cls.params.items()]

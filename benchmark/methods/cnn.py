@@ -17,6 +17,7 @@ from cabench.benchmark.methods.base import Method, Param
 from cabench.benchmark.methods.tools import integrate_back, resample_rows
 from cabench.conditions import RATE_TOLERANCE
 from cabench.errors import CabenchError
+from cabench.indicators import INDICATORS, canonical_indicator, indicator_family
 
 #: the packaged default model folder (``cabench/benchmark/models/cnn-default``)
 DEFAULT_MODEL = "default"
@@ -49,6 +50,11 @@ class Cnn(Method):
 
     :meth:`fit` trains a new model on TraceSets with ground truth, with the given model's recipe
     (the published recipe if there is none), or with recipe fields passed as keywords.
+
+    A model trained with ``indicator_conditioning`` also takes the recordings' indicator
+    (``indicator``; suites and ``cabench infer`` fill it in from the data): its family
+    (:func:`cabench.indicators.indicator_family`) conditions the networks, and an indicator
+    whose family the model has not seen is treated as unknown, with a warning.
     """
 
     name = "cnn"
@@ -62,6 +68,12 @@ class Cnn(Method):
                         choices=("auto", "cpu", "cuda")),
         "batch_size": Param(int, 32768, "frames per forward pass (memory against speed)",
                             minimum=1),
+        "indicator": Param(
+            str, None, "indicator of the recordings, for a model trained with "
+            "--indicator-conditioning (others ignore it); None or an indicator the model has "
+            "no family of: predicted as an unknown indicator",
+            choices=INDICATORS, nullable=True,
+        ),
     }
     needs_training = False
     trainable = True
@@ -75,6 +87,11 @@ class Cnn(Method):
         self.model_: Any = None  # a CnnModel once loaded or fitted
         self.model_path_: str | None = None
         self._recipe_overrides: dict[str, Any] = {}
+
+    @classmethod
+    def indicator_value(cls, indicator: str) -> str | None:
+        """The canonical name of the data's indicator (any indicator cabench knows)."""
+        return canonical_indicator(indicator)
 
     @classmethod
     def is_ready(cls) -> bool:
@@ -109,7 +126,15 @@ class Cnn(Method):
             p.update(model_path=self.model_path_ or "(trained in memory by fit)",
                      model_frame_rate=r.frame_rate, noise_levels=list(r.noise_levels),
                      noise_conditioning=r.noise_conditioning)
+            if r.indicator_conditioning:
+                p.update(model_families=list(r.families), family=r.families[self._family()])
         return p
+
+    def _family(self) -> int:
+        """Index of the ``indicator`` parameter's family in the model's (0: unknown)."""
+        families = self.model_.recipe.families
+        family = indicator_family(self.parameters["indicator"])
+        return families.index(family) if family in families else 0
 
     def fit(self, train_tracesets: list, **recipe: Any) -> Cnn:
         """Train a new model on TraceSets with ground-truth spikes (replaces the loaded one).
@@ -163,8 +188,16 @@ class Cnn(Method):
         for _ in range(int(np.sum(nu > top * 1.05))):
             warnings.warn(f"noise level above the model's highest ({top:g}); treated as "
                           f"{top:g}", stacklevel=2)
-        est = model.predict(list(x.astype(np.float32)), nu, device=self._device,
-                            batch_frames=self.parameters["batch_size"])
+        family = 0
+        if r.indicator_conditioning:
+            family, indicator = self._family(), self.parameters["indicator"]
+            if indicator is not None and family == 0:
+                warnings.warn(f"the model has no training data of the "
+                              f"{indicator_family(indicator)} family (it has "
+                              f"{', '.join(r.families[1:]) or 'none'}); predicted as an unknown "
+                              "indicator", stacklevel=2)
+        est = model.predict(list(x.astype(np.float32)), nu, np.full(len(x), family),
+                            device=self._device, batch_frames=self.parameters["batch_size"])
         est = np.maximum(np.stack(est).astype(np.float64), 0.0)
         if resampled:
             est = integrate_back(est, n_orig)
