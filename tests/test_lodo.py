@@ -15,6 +15,7 @@ from cabench.benchmark.lodo import (
     grid_variants,
     select_variants,
     summarise,
+    summary_markdown,
 )
 from cabench.simulators import simulate
 
@@ -72,8 +73,13 @@ def test_summary_reports_the_targets():
         dict(dataset=d, condition="native", method=m, rank=r, n_cells=3, corr_25hz=c,
              corr_smoothed=s, error=0.0, bias=0.0)
         for d, m, r, c, s in (("A", "cnn", 1, 0.8, 0.7), ("A", "x-tuned", 2, 0.5, 0.9),
-                              ("B", "cnn", 2, 0.4, 0.7), ("B", "x-tuned", 1, 0.6, 0.9))])
+                              ("A", "y", 3, 0.1, 0.1), ("B", "cnn", 2, 0.4, 0.7),
+                              ("B", "x-tuned", 1, 0.6, 0.9), ("B", "y", 3, float("nan"), 0.1))])
     s = summarise(table).set_index("method")
+    # pairwise: cnn above x on A only, above y on both (a NaN score loses)
+    assert s.loc["x-tuned", "cnn_better_on"] == 1 and s.loc["y", "cnn_better_on"] == 2
+    assert s.loc["cnn", "cnn_better_on"] == 1
+    assert "above each model-based method on at least 1;" in summary_markdown(s.reset_index())
     assert s.loc["cnn", "wins"] == 1 and s.loc["cnn", "win_fraction"] == 0.5
     assert s.loc["cnn", "corr_25hz"] == pytest.approx(0.6)
     # cnn 0.6 against 0.55 on corr_25hz, 0.7 against 0.9 on corr_smoothed
