@@ -338,22 +338,27 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
                 else pd.Series([r[metric]])
             beats.append(bool((cnn.iloc[0] > rivals.fillna(-np.inf)).all()))
         s[f"cnn_beats_{metric}"] = beats
-    better = [_cnn_better_on(t[t["condition"] == r["condition"]], r["method"])
-              for _, r in s.iterrows()]
-    s["cnn_better_on"] = pd.array(better, "Int64")
+    better = _cnn_better_on(t)
+    s["cnn_better_on"] = pd.array([better.get((c, m)) for c, m in
+                                   zip(s["condition"], s["method"], strict=True)], "Int64")
     s = s.sort_values(["condition", "corr_25hz"], ascending=[True, False], kind="stable")
     return s.reindex(columns=cols).reset_index(drop=True)
 
 
-def _cnn_better_on(t: pd.DataFrame, method: str) -> int | None:
-    """Datasets of one condition's table where cnn's corr_25hz is above ``method``'s (NaN
-    scores lose); for cnn, the fewest over the other methods. None without a cnn row."""
-    wide = t.pivot(index="dataset", columns="method", values=RANK_METRIC)
-    if "cnn" not in wide or wide.shape[1] < 2:
-        return None
-    cnn = wide.pop("cnn").fillna(-np.inf)
-    better = wide.fillna(-np.inf).lt(cnn, axis=0).sum()
-    return int(better.min() if method == "cnn" else better[method])
+def _cnn_better_on(t: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Per (condition, method): the datasets where cnn's corr_25hz is above the method's (NaN
+    scores lose); for cnn, the fewest over the other methods. Conditions without cnn or
+    without another method are left out."""
+    counts: dict[tuple[str, str], int] = {}
+    for cond, at in t.groupby("condition", sort=False):
+        wide = at.pivot(index="dataset", columns="method", values=RANK_METRIC)
+        if "cnn" not in wide or wide.shape[1] < 2:
+            continue
+        cnn = wide.pop("cnn").fillna(-np.inf)
+        better = wide.fillna(-np.inf).lt(cnn, axis=0).sum()
+        counts |= {(cond, m): int(n) for m, n in better.items()}
+        counts[(cond, "cnn")] = int(better.min())
+    return counts
 
 
 def summary_markdown(summ: pd.DataFrame) -> str:
