@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import click
 
+from cabench.benchmark.learned.inputs import INPUTS
 from cabench.cli import CONTEXT, matrix_options, reader_options
+
+INPUTS_OPTION = click.option(
+    "--inputs", type=click.Choice(list(INPUTS)), default=None,
+    help="What the networks see: raw dF/F (dff, as published), its AR(1) innovation "
+         "x[t] - g x[t-1] with g estimated per trace (innovation), or both [default: dff].")
 
 
 @click.command(context_settings=CONTEXT)
@@ -124,6 +130,7 @@ def _noise_conditioning(noise, indicator):
 @click.option("--indicator-conditioning", is_flag=True, default=None,
               help="Also feed the networks each recording's indicator family (implies "
                    "--noise-conditioning); the method then takes indicator=NAME.")
+@INPUTS_OPTION
 @click.option("--ensemble-size", type=click.IntRange(1), default=None,
               help="Networks per ensemble [default: 5].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 20].")
@@ -149,7 +156,8 @@ def _noise_conditioning(noise, indicator):
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing, noise_levels,
-                 time_scales, noise_conditioning, indicator_conditioning, ensemble_size, epochs,
+                 time_scales, noise_conditioning, indicator_conditioning, inputs, ensemble_size,
+                 epochs,
                  max_samples, batch_size,
                  segment, optimizer, learning_rate, val_fraction, seed, device, output, force,
                  quiet):
@@ -184,8 +192,9 @@ def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing,
         noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
         time_scales=parse_time_scales(time_scales) if time_scales else None,
         noise_conditioning=_noise_conditioning(noise_conditioning, indicator_conditioning),
-        indicator_conditioning=indicator_conditioning, ensemble_size=ensemble_size,
-        epochs=epochs, max_samples=max_samples, batch_size=batch_size, segment=segment,
+        indicator_conditioning=indicator_conditioning, inputs=inputs,
+        ensemble_size=ensemble_size, epochs=epochs, max_samples=max_samples,
+        batch_size=batch_size, segment=segment,
         optimizer=optimizer,
         learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
     )
@@ -265,6 +274,7 @@ def _phase_progress(bar):
 @click.option("--indicator-conditioning", is_flag=True, default=None,
               help="Also condition the fold models on the indicator family (implies "
                    "--noise-conditioning).")
+@INPUTS_OPTION
 @click.option("--ensemble-size", type=click.IntRange(1), default=None,
               help="Networks per ensemble [default: 5].")
 @click.option("--seed", type=int, default=None, help="Seed of the training [default: 0].")
@@ -276,7 +286,7 @@ def _phase_progress(bar):
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
 def lodo(ground_truth, output, models, train, datasets, grid_name, baseline, epochs,
          max_samples, smoothing, noise_levels, time_scales, noise_conditioning,
-         indicator_conditioning, ensemble_size, seed, device, jobs, scheduler, quiet):
+         indicator_conditioning, inputs, ensemble_size, seed, device, jobs, scheduler, quiet):
     """Leave-one-dataset-out: cnn trained without each dataset against tuned model-based
     methods on it, natively and at 30 Hz, nu 2.
 
@@ -312,8 +322,9 @@ def lodo(ground_truth, output, models, train, datasets, grid_name, baseline, epo
             noise_levels=parse_noise_levels(noise_levels) if noise_levels else None,
             time_scales=parse_time_scales(time_scales) if time_scales else None,
             noise_conditioning=_noise_conditioning(noise_conditioning, indicator_conditioning),
-            indicator_conditioning=indicator_conditioning, ensemble_size=ensemble_size,
-            epochs=epochs, max_samples=max_samples, smoothing_s=smoothing, seed=seed)
+            indicator_conditioning=indicator_conditioning, inputs=inputs,
+            ensemble_size=ensemble_size, epochs=epochs, max_samples=max_samples,
+            smoothing_s=smoothing, seed=seed)
         L.train_folds(folders, model_dir, recipe, device=device, say=say)
     held_out = [f.name for f in folders]
     if len(sources) > 1:

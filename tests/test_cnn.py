@@ -27,6 +27,7 @@ from cabench.benchmark.learned.data import (
     split_recordings,
     time_scaled,
 )
+from cabench.benchmark.learned.inputs import model_inputs
 from cabench.benchmark.learned.model import CascadeNet, CnnModel, init_weights
 from cabench.benchmark.learned.recipe import Recipe, parse_noise_levels, parse_time_scales
 from cabench.benchmark.learned.train import (
@@ -108,24 +109,27 @@ def test_default_architecture_has_the_published_size():
 FAMILIES = ("unknown", "GCaMP6f", "OGB-1")
 
 
-@pytest.mark.parametrize("conditioned", ["", "nu", "nu+indicator"])
+@pytest.mark.parametrize("conditioned", ["", "nu", "nu+indicator", "nu+2 channels"])
 def test_sliding_evaluation_equals_window_by_window(conditioned):
     r = Recipe(noise_conditioning=bool(conditioned),
                indicator_conditioning="indicator" in conditioned,
-               families=FAMILIES if "indicator" in conditioned else ())
+               families=FAMILIES if "indicator" in conditioned else (),
+               inputs="dff+innovation" if "channels" in conditioned else "dff")
     net = CascadeNet(r)
     assert sum(p.numel() for p in net.parameters()) == r.n_parameters()
     gen = torch.Generator().manual_seed(0)
     init_weights(net, gen)
     if conditioned:  # make FiLM matter
         torch.nn.init.normal_(net.film.out.weight, std=0.3, generator=gen)
-    x = torch.randn(3, 300, generator=gen) * 0.2
+    x = torch.randn(3, r.channels, 300, generator=gen) * 0.2
     nu = torch.tensor([1.0, 3.0, 8.0])
     family = torch.tensor([0, 2, 1])
-    windows = x.unfold(1, r.window, 1)  # (3, 237, 64)
+    windows = x.unfold(2, r.window, 1).transpose(1, 2)  # (3, 237, channels, 64)
     n = windows.shape[1]
-    one_by_one = net(windows.reshape(-1, r.window), nu.repeat_interleave(n),
+    one_by_one = net(windows.reshape(-1, r.channels, r.window), nu.repeat_interleave(n),
                      family.repeat_interleave(n))
+    if r.channels == 1:  # one channel: (B, L) works as well as (B, 1, L)
+        x = x[:, 0]
     with torch.inference_mode():
         together = net.sliding(x, nu, family)
         other = net.sliding(x, nu, torch.tensor([1, 0, 2]))
@@ -314,6 +318,8 @@ def test_samples_are_centred_balanced_capped_and_reproducible(segment):
     # the window of the spike's frame has the step exactly at its frame `before`
     batches = SegmentBatches(s, recipe, torch.device("cpu"))
     inputs, y, w, nu, family = batches.get(torch.arange(s.n))
+    assert inputs.shape == (s.n, 1, segment + recipe.window - 1)  # (segments, channels, span)
+    inputs = inputs[:, 0]
     seg_i, frame_i = torch.nonzero((y == 1.0) & (w > 0), as_tuple=True)
     assert len(seg_i) > 0 and (nu == 0.5).all()
     b = recipe.before
@@ -466,10 +472,14 @@ def test_train_method_end_to_end(run, gt_folder, tmp_path):
     # an existing folder needs --force
     res = run(*args, "--quiet")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "--force" in res.output
-    res = run(*args, "--quiet", "--force", "--exclude", "DS02-*", "--time-scales", "1,2")
+    res = run(*args, "--quiet", "--force", "--exclude", "DS02-*", "--time-scales", "1,2",
+              "--inputs", "dff+innovation")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert json.loads((out / "config.json").read_text())["recipe"]["time_scales"] == [1.0, 2.0]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["recipe"]["time_scales"] == [1.0, 2.0]
+    assert cfg["recipe"]["inputs"] == "dff+innovation"
+    assert cfg["architecture"]["parameters_per_network"] == 34381 + 30 * 31
     # missing parent folders are made; a file in the way is a one-line error
     args[-1] = tmp_path / "models" / "fold1" / "model"
     assert run(*args, "--quiet").exit_code == 0 and (args[-1] / "weights.pt").is_file()
@@ -486,6 +496,7 @@ def test_train_method_end_to_end(run, gt_folder, tmp_path):
     (("--noise-levels", "a..b"), "noise levels"),
     (("--time-scales", "2,3"), "time scales"),
     (("--device", "gpu"), "gpu"),
+    (("--inputs", "spikes"), "spikes"),
 ])
 def test_train_method_errors_are_one_line(run, gt_folder, tmp_path, change, message):
     args = {"--ground-truth": gt_folder, "-o": tmp_path / "m", "--epochs": 1}
@@ -591,6 +602,31 @@ def test_noise_conditioned_model_trains_and_uses_nu(gt_sets, tmp_path):
     assert not np.allclose(a[0], b[0])  # the noise level reaches the networks
     r = get_method("cnn", model=str(folder)).infer(gt_sets[0])
     assert r.params["noise_conditioning"] and np.isfinite(r.estimate).all()
+
+
+def test_innovation_input_model_trains_and_predicts_from_both_channels(gt_sets, tmp_path):
+    recipe = TINY.replace(inputs="dff+innovation")
+    assert recipe.n_parameters() == TINY.n_parameters() + 8 * 31  # conv1 sees two channels
+    model, record, curve = train_model(gt_sets, recipe, device="cpu")
+    folder = save_model(model, tmp_path / "both", record, curve)
+    loaded, cfg = load_model(folder)
+    assert loaded.recipe == recipe and cfg["recipe"]["inputs"] == "dff+innovation"
+    # prediction feeds the whole row's channels: the same as the sliding pass over them
+    row = gt_sets[0].traces[0, 0, :400].astype(np.float32)
+    chans = np.pad(model_inputs(row, recipe.inputs), ((0, 0), (recipe.before, recipe.after)),
+                   mode="edge")  # the ends are padded with edge values, channel by channel
+    with torch.inference_mode():
+        direct = loaded.groups[0][0].sliding(torch.from_numpy(chans[None]),
+                                             torch.tensor([1.0]))[0].numpy()
+    np.testing.assert_allclose(loaded.predict([row], [1.0])[0], direct, rtol=1e-5, atol=1e-6)
+    # and it learns: held-out spikes are recovered as well as by the one-channel model
+    test = _sim(7, cells=4, duration=60, noise=1.0)
+    res = get_method("cnn", model=str(folder), device="cpu").infer(test)
+    corr = [corr_25hz(res.estimate[0, c], test.times(), test.spikes(0, c)) for c in range(4)]
+    assert np.mean(corr) > 0.5, corr
+    assert res.params["model_inputs"] == "dff+innovation"
+    with pytest.raises(CabenchError, match="inputs must be one of"):
+        TINY.replace(inputs="spikes")
 
 
 def test_cuda_without_a_gpu_is_refused(model_folder):

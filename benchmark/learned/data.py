@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from cabench.benchmark.learned.inputs import model_inputs
 from cabench.benchmark.learned.recipe import Recipe
 from cabench.conditions import NU_TOLERANCE, match_noise, resample
 from cabench.errors import CabenchError
@@ -68,7 +69,8 @@ class Samples:
     """Training samples: padded traces, targets and per-frame weights concatenated, and the
     segments that are sampled."""
 
-    x: np.ndarray  # float32 (total,), noisy dF/F, padded per trace
+    x: np.ndarray  # float32 (total,), noisy dF/F, padded per trace; (channels, total) for
+    #                recipe.inputs other than dff (cabench.benchmark.learned.inputs)
     y: np.ndarray  # float32 (total,), targets aligned with x (0 in the padding)
     w: np.ndarray  # float32 (total,), loss weight of each frame (0: not a target); mean 1 over
     #                targets, equal total weight per dataset and level
@@ -223,15 +225,19 @@ def build_samples(
                 if noisy is None:
                     break
                 kept = np.setdiff1d(np.arange(r.ts.n_cells), report["dropped"])
+                inputs = noisy.traces if recipe.inputs == "dff" else \
+                    model_inputs(noisy.traces, recipe.inputs)  # (trials, cells[, C], frames)
                 for t in range(noisy.n_trials):
                     for j, c in enumerate(kept):
-                        x = noisy.traces[t, j]
-                        xs.append(np.pad(x, (before, tail), mode="edge"))
+                        x = inputs[t, j]
+                        width = [(0, 0)] * (x.ndim - 1) + [(before, tail)]
+                        xs.append(np.pad(x, width, mode="edge"))
                         ys.append(np.pad(r.target[t, c], (before, tail)))
                         valid.append(np.pad(r.valid[t, c], (before, tail)))
-                        pools[r.dataset].append(offset + before + np.arange(0, x.size, seg))
+                        n = x.shape[-1]
+                        pools[r.dataset].append(offset + before + np.arange(0, n, seg))
                         pool_fams[r.dataset].append(np.full(pools[r.dataset][-1].size, fam))
-                        offset += x.size + before + tail
+                        offset += n + before + tail
         is_valid = np.concatenate(valid) if valid else np.zeros(0, bool)
         for d, parts in pools.items():
             pool = np.concatenate(parts) if parts else np.zeros(0, np.int64)  # ascending
@@ -251,8 +257,8 @@ def build_samples(
     if not starts:
         return Samples(*(np.zeros(0, np.float32) for _ in range(3)), np.zeros(0, np.int64),
                        np.zeros(0, np.float32), np.zeros(0, np.int64), {})
-    x = np.concatenate(xs).astype(np.float32)
-    w = np.zeros(x.size, np.float32)
+    x = np.concatenate(xs, axis=-1).astype(np.float32)
+    w = np.zeros(x.shape[-1], np.float32)
     for pos, weight in weighted:
         w[pos] = weight
     w /= w[w > 0].mean()

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cabench.benchmark.learned.inputs import model_inputs
 from cabench.benchmark.learned.recipe import Recipe
 
 
@@ -68,7 +69,7 @@ class CascadeNet(nn.Module):
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
         (f1, f2, f3), (k1, k2, k3) = recipe.filters, recipe.kernels
-        self.conv1 = nn.Conv1d(1, f1, k1)
+        self.conv1 = nn.Conv1d(recipe.channels, f1, k1)
         self.conv2 = nn.Conv1d(f1, f2, k2)
         self.conv3 = nn.Conv1d(f2, f3, k3)
         self.dense = nn.Conv1d(f3, recipe.dense, 1)  # dense(d) on each time step
@@ -90,10 +91,11 @@ class CascadeNet(nn.Module):
 
     def forward(self, windows: torch.Tensor, nu: torch.Tensor | None = None,
                 family: torch.Tensor | None = None) -> torch.Tensor:
-        """Expected spikes in the target frame of each window: ``(B, window)`` -> ``(B,)``;
-        ``nu`` and ``family`` (index into ``recipe.families``) per window, for FiLM."""
+        """Expected spikes in the target frame of each window: ``(B, window)`` (one input
+        channel) or ``(B, channels, window)`` -> ``(B,)``; ``nu`` and ``family`` (index into
+        ``recipe.families``) per window, for FiLM."""
         film = self._film(nu, family, windows)
-        h = _act(self.conv1(windows[:, None, :]), film[0])
+        h = _act(self.conv1(windows if windows.dim() == 3 else windows[:, None, :]), film[0])
         h = F.max_pool1d(_act(self.conv2(h), film[1]), 2)
         h = F.max_pool1d(_act(self.conv3(h), film[2]), 2)
         h = F.relu(self.dense(h))
@@ -101,8 +103,9 @@ class CascadeNet(nn.Module):
 
     def sliding(self, x: torch.Tensor, nu: torch.Tensor | None = None,
                 family: torch.Tensor | None = None) -> torch.Tensor:
-        """Every window of ``x`` ``(B, L)`` at once: ``(B, L - receptive_field + 1)``; output
-        ``j`` is :meth:`forward` of the window starting at frame ``j``.
+        """Every window of ``x`` ``(B, L)`` or ``(B, channels, L)`` at once:
+        ``(B, L - receptive_field + 1)``; output ``j`` is :meth:`forward` of the window starting
+        at frame ``j``.
 
         Pooling with stride 1 and dilated later layers; run as 2-D convolutions of height 1 in
         channels-last layout, which oneDNN executes 2-3 times faster on CPUs than the 1-D ones.
@@ -114,9 +117,11 @@ class CascadeNet(nn.Module):
             w = layer.weight[:, :, None, :].contiguous(memory_format=torch.channels_last)
             return F.conv2d(h, w, layer.bias, dilation=(1, dilation))
 
-        # (B, 1, 1, L) with channels-last strides, so that every layer's output is channels-last
-        b, n = x.shape
-        x = x.contiguous().as_strided((b, 1, 1, n), (n, 1, n, 1))
+        # (B, C, 1, L) with channels-last strides, so that every layer's output is channels-last
+        if x.dim() == 2:
+            x = x[:, None, :]
+        b, c, n = x.shape
+        x = x.transpose(1, 2).contiguous().as_strided((b, c, 1, n), (n * c, 1, n * c, c))
         h = _act(conv(self.conv1, x), film[0], inplace=True)
         h = _act(conv(self.conv2, h), film[1], inplace=True)
         h = torch.maximum(h[..., :-1], h[..., 1:])  # max-pool 2, stride 1
@@ -192,7 +197,9 @@ class CnnModel(nn.Module):
         are cut into pieces of equal length, at most ``piece`` target frames (the longest row
         in as few as possible), each with the window's context (edge values beyond the ends),
         and ``batch_frames`` target frames go through each forward pass, so memory is bounded
-        whatever the number and length of rows. The ensemble mean is returned.
+        whatever the number and length of rows. The ensemble mean is returned. With
+        ``recipe.inputs`` other than ``dff`` each whole row is first turned into its input
+        channels (:func:`~cabench.benchmark.learned.inputs.model_inputs`).
         """
         r = self.recipe
         dev = torch.device(device)
@@ -209,11 +216,12 @@ class CnnModel(nn.Module):
         span = c + r.window - 1
         per_batch = max(1, batch_frames // c)
         offsets = np.arange(span) - r.before
+        inputs = rows if r.inputs == "dff" else [model_inputs(y, r.inputs) for y in rows]
         for g, nets in enumerate(self.groups):
             jobs = [(i, s) for i in np.flatnonzero(group == g) for s in range(0, lengths[i], c)]
             for b in range(0, len(jobs), per_batch):
                 batch = jobs[b : b + per_batch]
-                x = np.stack([rows[i][np.clip(s + offsets, 0, lengths[i] - 1)]
+                x = np.stack([inputs[i][..., np.clip(s + offsets, 0, lengths[i] - 1)]
                               for i, s in batch]).astype(np.float32)
                 xt = torch.from_numpy(x).to(dev)
                 nut = torch.tensor([nu[i] for i, _ in batch], dtype=torch.float32, device=dev)

@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cabench.benchmark.learned.inputs import INPUTS
 from cabench.errors import CabenchError
 from cabench.indicators import UNKNOWN
 
@@ -48,9 +49,12 @@ class Recipe:
     precede the target frame (the target is window index ``before``); three convolutions with
     ``filters`` and ``kernels`` (no padding), max-pool 2 after the second and third, a dense
     layer of ``dense`` units applied per remaining time step, then one linear output: expected
-    spikes in the target frame. ``film_hidden`` units map log nu to the FiLM scales and shifts
-    when ``noise_conditioning``; with ``indicator_conditioning`` they also see the one-hot
-    indicator family (``families``: the vocabulary, ``unknown`` first; empty until trained).
+    spikes in the target frame. ``inputs``: the input channels, ``dff`` (raw dF/F, as
+    published), ``innovation`` (the trace's AR(1) innovation, see
+    :mod:`cabench.benchmark.learned.inputs`) or ``dff+innovation`` (both). ``film_hidden``
+    units map log nu to the FiLM scales and shifts when ``noise_conditioning``; with
+    ``indicator_conditioning`` they also see the one-hot indicator family (``families``: the
+    vocabulary, ``unknown`` first; empty until trained).
 
     Data: ground truth resampled to ``frame_rate`` (Hz), noise added up to each of
     ``noise_levels`` (nu, % Hz^-1/2), targets smoothed with a Gaussian of SD ``smoothing_s``
@@ -74,6 +78,7 @@ class Recipe:
     filters: tuple[int, int, int] = (30, 40, 50)
     kernels: tuple[int, int, int] = (31, 19, 5)
     dense: int = 10
+    inputs: str = "dff"
     noise_conditioning: bool = False
     film_hidden: int = 16
     indicator_conditioning: bool = False
@@ -147,6 +152,9 @@ class Recipe:
                               or len(set(self.families)) != len(self.families)):
             raise CabenchError(f"recipe: families must be distinct, start with {UNKNOWN!r} and "
                                f"need indicator_conditioning, got {list(self.families)}")
+        if self.inputs not in INPUTS:
+            raise CabenchError(f"recipe: inputs must be one of {', '.join(INPUTS)}, got "
+                               f"{self.inputs!r}")
         if self.optimizer not in OPTIMIZERS:
             raise CabenchError(f"recipe: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
                                f"{self.optimizer!r}")
@@ -188,12 +196,17 @@ class Recipe:
     def n_parameters(self) -> int:
         """Trainable parameters of one network (34,381 for the default recipe)."""
         (f1, f2, f3), (k1, k2, k3) = self.filters, self.kernels
-        n = (f1 * k1 * 1 + f1) + (f2 * k2 * f1 + f2) + (f3 * k3 * f2 + f3)
+        n = (f1 * k1 * self.channels + f1) + (f2 * k2 * f1 + f2) + (f3 * k3 * f2 + f3)
         n += f3 * self.dense + self.dense + self.dense * self.steps + 1
         if self.noise_conditioning:
             h = self.film_hidden
             n += (self.condition_size + 1) * h + h * 2 * (f1 + f2 + f3) + 2 * (f1 + f2 + f3)
         return n
+
+    @property
+    def channels(self) -> int:
+        """Input channels of the networks (see ``inputs``)."""
+        return len(INPUTS[self.inputs])
 
     @property
     def condition_size(self) -> int:

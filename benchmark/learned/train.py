@@ -82,9 +82,12 @@ class SegmentBatches:
     def __init__(self, samples: Samples, recipe: Recipe, device: torch.device) -> None:
         span = recipe.segment + recipe.window - 1
         x, y, w = (torch.from_numpy(a).to(device) for a in (samples.x, samples.y, samples.w))
-        if x.numel() < span:  # no samples (e.g. no validation recordings)
-            x = y = w = torch.zeros(span, device=device)
-        self.inputs = x.unfold(0, span, 1)  # (total - span + 1, span)
+        if x.dim() == 1:
+            x = x[None]
+        if x.shape[-1] < span:  # no samples (e.g. no validation recordings)
+            x = torch.zeros(recipe.channels, span, device=device)
+            y = w = torch.zeros(span, device=device)
+        self.inputs = x.unfold(1, span, 1)  # (channels, total - span + 1, span)
         self.y = y.unfold(0, recipe.segment, 1)
         self.w = w.unfold(0, recipe.segment, 1)
         self.start = torch.from_numpy(samples.start).to(device)
@@ -94,10 +97,11 @@ class SegmentBatches:
         self.n = samples.n
 
     def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """For segments ``idx``: inputs ``(B, segment + window - 1)``, targets and weights
-        ``(B, segment)``, noise levels and indicator families ``(B,)``."""
+        """For segments ``idx``: inputs ``(B, channels, segment + window - 1)``, targets and
+        weights ``(B, segment)``, noise levels and indicator families ``(B,)``."""
         s = self.start[idx]
-        return self.inputs[s - self.before], self.y[s], self.w[s], self.nu[idx], self.family[idx]
+        return (self.inputs[:, s - self.before].transpose(0, 1), self.y[s], self.w[s],
+                self.nu[idx], self.family[idx])
 
 
 def _loss(net: CascadeNet, batch: tuple[torch.Tensor, ...], device: torch.device

@@ -126,6 +126,8 @@ class Cnn(Method):
             p.update(model_path=self.model_path_ or "(trained in memory by fit)",
                      model_frame_rate=r.frame_rate, noise_levels=list(r.noise_levels),
                      noise_conditioning=r.noise_conditioning)
+            if r.inputs != "dff":
+                p.update(model_inputs=r.inputs)
             if r.indicator_conditioning:
                 p.update(model_families=list(r.families), family=r.families[self._family()])
         return p
