@@ -11,6 +11,7 @@ model instead, e.g. the shipped default (one FiLM-conditioned ensemble of 2 netw
 
 Usage: python perf/cnn_speed.py [--cells 1000] [--frames 10000] [--ensemble 1,5]
 [--model default|FOLDER] [--repeats 2] [--threads N] [--batch-size 32768]
+[--inputs dff|innovation|dff+innovation]
 """
 
 import argparse
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     ap.add_argument("--batch-size", type=int, default=32768, help="frames per forward pass")
+    ap.add_argument("--inputs", default="dff", help="input channels of the random models "
+                    "(dff, innovation, dff+innovation)")
     a = ap.parse_args()
 
     import torch
@@ -70,7 +73,7 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         for size in [int(s) for s in a.ensemble.split(",")]:
-            recipe = Recipe(ensemble_size=size)
+            recipe = Recipe(ensemble_size=size, inputs=a.inputs)
             model = CnnModel(recipe)
             gen = torch.Generator().manual_seed(0)
             for net in model.modules():
