@@ -157,10 +157,8 @@ def _noise_conditioning(noise, indicator):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
 def train_method(method, ground_truth, datasets, exclude, frame_rate, smoothing, noise_levels,
                  time_scales, noise_conditioning, indicator_conditioning, inputs, ensemble_size,
-                 epochs,
-                 max_samples, batch_size,
-                 segment, optimizer, learning_rate, val_fraction, seed, device, output, force,
-                 quiet):
+                 epochs, max_samples, batch_size, segment, optimizer, learning_rate,
+                 val_fraction, seed, device, output, force, quiet):
     """Train METHOD (cnn) on CASCADE ground truth and write a model folder.
 
     The defaults are the published CASCADE recipe: 30 Hz, targets smoothed by 0.05 s, noise
