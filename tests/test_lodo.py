@@ -92,13 +92,14 @@ def test_lodo_end_to_end(run, gt_folder, tmp_path):
     out = tmp_path / "lodo"
     args = ["lodo", "--ground-truth", gt_folder, "-o", out, "--grid", "small", "--train",
             "--epochs", 1, "--max-samples", 200, "--noise-levels", "1", "--ensemble-size", 1,
-            "--smoothing", 0.025]
+            "--smoothing", 0.025, "--inputs", "dff+innovation"]
     res = run(*args, "-q")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         f"DS0{d + 1}-{p}-sim" for d, p in enumerate(PRESETS)]
     recipe = json.loads((out / "models" / "DS01-GCaMP6f-sim" / "config.json").read_text())["recipe"]
     assert recipe["smoothing_s"] == 0.025 and recipe["epochs"] == 1
+    assert recipe["inputs"] == "dff+innovation"
     for name in ("table.csv", "table.md", "summary.csv", "summary.md"):
         assert (out / name).is_file()
     table = pd.read_csv(out / "table.csv")
