@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cabench.benchmark.learned.inputs import INPUTS
+from cabench.benchmark.learned.recipe import INPUTS
 from cabench.cli import CONTEXT, matrix_options, reader_options
 
 INPUTS_OPTION = click.option(

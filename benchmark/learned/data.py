@@ -225,8 +225,7 @@ def build_samples(
                 if noisy is None:
                     break
                 kept = np.setdiff1d(np.arange(r.ts.n_cells), report["dropped"])
-                inputs = noisy.traces if recipe.inputs == "dff" else \
-                    model_inputs(noisy.traces, recipe.inputs)  # (trials, cells[, C], frames)
+                inputs = model_inputs(noisy.traces, recipe.inputs)  # (trials, cells[, C], frames)
                 for t in range(noisy.n_trials):
                     for j, c in enumerate(kept):
                         x = inputs[t, j]

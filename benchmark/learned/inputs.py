@@ -4,16 +4,16 @@ The innovation of a trace ``x`` under an AR(1) model is ``x_t - g x_{t-1}``: for
 decays by the factor ``g`` per frame after each spike, it is the spike train (times the
 amplitude) plus filtered noise, whatever the indicator's decay time. ``g`` is estimated per
 trace (:func:`ar1_coefficient`), so the same network input is meant to look alike for slow and
-fast indicators. Recipes choose the channels with ``inputs`` (:data:`INPUTS`).
+fast indicators. Recipes choose the channels with ``inputs``
+(:data:`~cabench.benchmark.learned.recipe.INPUTS`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: recipe.inputs values -> the channels, in order
-INPUTS = {"dff": ("dff",), "innovation": ("innovation",),
-          "dff+innovation": ("dff", "innovation")}
+from cabench.benchmark.learned.recipe import INPUTS
+
 #: the largest g used (a decay of 50 frames): beyond it the innovation is a plain difference
 MAX_G = 0.98
 
@@ -49,8 +49,10 @@ def innovation(x: np.ndarray) -> np.ndarray:
 
 
 def model_inputs(x: np.ndarray, inputs: str) -> np.ndarray:
-    """The network input channels of traces ``x`` (``(..., frames)``, finite dF/F):
-    ``(..., channels, frames)`` float32, channels as in ``INPUTS[inputs]``."""
+    """The network input of traces ``x`` (``(..., frames)``, finite dF/F): for ``dff``, ``x``
+    itself (the networks take ``(..., frames)`` as one channel), otherwise
+    ``(..., channels, frames)`` float32 with the channels of ``INPUTS[inputs]``."""
+    if inputs == "dff":
+        return x
     x = np.asarray(x, np.float32)
-    parts = {"dff": lambda: x, "innovation": lambda: innovation(x)}
-    return np.stack([parts[c]() for c in INPUTS[inputs]], axis=-2)
+    return np.stack([x if c == "dff" else innovation(x) for c in INPUTS[inputs]], axis=-2)

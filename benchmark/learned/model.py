@@ -216,7 +216,7 @@ class CnnModel(nn.Module):
         span = c + r.window - 1
         per_batch = max(1, batch_frames // c)
         offsets = np.arange(span) - r.before
-        inputs = rows if r.inputs == "dff" else [model_inputs(y, r.inputs) for y in rows]
+        inputs = [model_inputs(y, r.inputs) for y in rows]
         for g, nets in enumerate(self.groups):
             jobs = [(i, s) for i in np.flatnonzero(group == g) for s in range(0, lengths[i], c)]
             for b in range(0, len(jobs), per_batch):

@@ -33,11 +33,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cabench.benchmark.learned.inputs import INPUTS
 from cabench.errors import CabenchError
 from cabench.indicators import UNKNOWN
 
 OPTIMIZERS = ("adagrad", "adam")
+#: values of ``inputs`` -> the networks' input channels, in order
+#: (:mod:`cabench.benchmark.learned.inputs` computes them)
+INPUTS = {"dff": ("dff",), "innovation": ("innovation",),
+          "dff+innovation": ("dff", "innovation")}
 DEVICES = ("auto", "cpu", "cuda")
 
 
