@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cabench.benchmark.methods import get_method
+from cabench.benchmark.methods import get_method, method_class
 from cabench.benchmark.metrics import corr_25hz
 from cabench.benchmark.suite import DatasetSpec
 
 SHIFTS_S = np.arange(-6, 7) / 60.0
+NO_SHIFT = int(np.flatnonzero(SHIFTS_S == 0)[0])
 
 
 def shift_curve(folder: Path, method: str, params: dict[str, str]) -> np.ndarray:
@@ -30,17 +31,18 @@ def shift_curve(folder: Path, method: str, params: dict[str, str]) -> np.ndarray
     spec = DatasetSpec(name=f"{folder.name}.30Hz-nu2", path=str(folder), resample=30.0,
                        noise=2.0)
     _, sets, _ = spec.load()
-    m = get_method(method, **params)
+    schema = method_class(method).params  # values parsed as `cabench infer -p` does
+    m = get_method(method, **{k: schema[k].parse(k, v) if k in schema else v
+                              for k, v in params.items()})
     rows = []
     for ts in sets:
         if ts is None:
             continue
         est = m.infer(ts.traces, ts.frame_rate).estimate
-        times = ts.frame_times if ts.frame_times is not None else (
-            np.arange(ts.n_frames) / ts.frame_rate)
-        for c in range(ts.n_cells):
-            spikes = ts.spike_times[ts.spike_offsets[c]:ts.spike_offsets[c + 1]]
-            rows.append([corr_25hz(est[0, c], times + s, spikes) for s in SHIFTS_S])
+        times = ts.times()
+        for t in range(ts.n_trials):
+            for c in range(ts.n_cells):
+                rows.append([corr_25hz(est[t, c], times + s, ts.spikes(t, c)) for s in SHIFTS_S])
     return np.nanmedian(np.array(rows), axis=0)
 
 
@@ -72,7 +74,7 @@ def main() -> None:
     for s, v in zip(SHIFTS_S, curve, strict=True):
         print(f"{1000 * s:+5.0f} ms  {v:.3f}")
     k = int(np.argmax(curve))
-    print(f"best {1000 * SHIFTS_S[k]:+.0f} ms: {curve[k]:.3f} (no shift {curve[6]:.3f}); "
+    print(f"best {1000 * SHIFTS_S[k]:+.0f} ms: {curve[k]:.3f} (no shift {curve[NO_SHIFT]:.3f}); "
           f"width at half peak {half_width_ms(curve):.0f} ms")
 
 
