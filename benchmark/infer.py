@@ -105,8 +105,7 @@ def infer_file(
 
     sets = read_traces(path, frame_rate=frame_rate, **options)
     cls = method_class(method)
-    values = {k: cls.params[k].parse(k, v) if isinstance(v, str) and k in cls.params else v
-              for k, v in params.items()}
+    values = cls.parse_params(params)
     if "indicator" in cls.params and "indicator" not in values:
         found = {cls.indicator_value(ts.indicator) for ts in sets}
         if len(found) == 1 and None not in found:

@@ -307,6 +307,13 @@ class Method:
         return preset_for_indicator(indicator)
 
     @classmethod
+    def parse_params(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with strings parsed as on the command line (``"0.3"``, ``"true"``,
+        ``"none"``); other values and unknown names are left for the constructor to check."""
+        return {k: cls.params[k].parse(k, v) if isinstance(v, str) and k in cls.params else v
+                for k, v in values.items()}
+
+    @classmethod
     def param_table(cls) -> list[dict[str, Any]]:
         """One row per parameter: name, type, default, range, unit, description."""
         return [p.row(k) for k, p in cls.params.items()]

@@ -31,9 +31,7 @@ def shift_curve(folder: Path, method: str, params: dict[str, str]) -> np.ndarray
     spec = DatasetSpec(name=f"{folder.name}.30Hz-nu2", path=str(folder), resample=30.0,
                        noise=2.0)
     _, sets, _ = spec.load()
-    schema = method_class(method).params  # values parsed as `cabench infer -p` does
-    m = get_method(method, **{k: schema[k].parse(k, v) if k in schema else v
-                              for k, v in params.items()})
+    m = get_method(method, **method_class(method).parse_params(params))
     rows = []
     for ts in sets:
         if ts is None:
