@@ -451,15 +451,10 @@ def infer(path, method, params, output, frame_rate, units, layout, overwrite, qu
     Example: cabench infer sim.h5 -m peeling -p threshold=0.5 -o estimates.h5
     """
     from cabench.benchmark.infer import infer_file, read_estimates
-    from cabench.errors import CabenchError
+    from cabench.benchmark.methods.base import split_params
     from cabench.progress import bar_callbacks, progress_bar
 
-    values = {}
-    for text in params:
-        key, eq, value = text.partition("=")
-        if not eq or not key.strip():
-            raise CabenchError(f"--param {text!r}: expected KEY=VALUE")
-        values[key.strip()] = value
+    values = split_params(params)
     with progress_bar(None, "infer", "recording", quiet) as bar:
         progress, _ = bar_callbacks(bar)
         infer_file(path, method, values, output, frame_rate=frame_rate, overwrite=overwrite,

@@ -156,6 +156,18 @@ class Param:
 
 
 # --- results ---------------------------------------------------------------------------------
+def split_params(texts: list[str] | tuple[str, ...], option: str = "--param") -> dict[str, str]:
+    """Command-line ``KEY=VALUE`` strings -> ``{key: value}`` (values still strings, see
+    :meth:`Method.parse_params`); CabenchError naming ``option`` for one without a key or ``=``."""
+    values = {}
+    for text in texts:
+        key, eq, value = text.partition("=")
+        if not eq or not key.strip():
+            raise CabenchError(f"{option} {text!r}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
 @dataclass
 class InferenceResult:
     """The output of :meth:`Method.infer`.

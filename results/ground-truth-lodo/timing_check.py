@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from cabench.benchmark.methods import get_method, method_class
+from cabench.benchmark.methods.base import split_params
 from cabench.benchmark.metrics import corr_25hz
 from cabench.benchmark.suite import DatasetSpec
+from cabench.errors import CabenchError
 
 SHIFTS_S = np.arange(-6, 7) / 60.0
 NO_SHIFT = int(np.flatnonzero(SHIFTS_S == 0)[0])
@@ -68,7 +70,10 @@ def main() -> None:
     ap.add_argument("params", nargs="*", help="method parameters as name=value")
     a = ap.parse_args()
     warnings.simplefilter("ignore")
-    curve = shift_curve(a.folder, a.method, dict(p.split("=", 1) for p in a.params))
+    try:
+        curve = shift_curve(a.folder, a.method, split_params(a.params, "parameter"))
+    except CabenchError as e:
+        ap.error(str(e))
     for s, v in zip(SHIFTS_S, curve, strict=True):
         print(f"{1000 * s:+5.0f} ms  {v:.3f}")
     k = int(np.argmax(curve))
